@@ -1,0 +1,375 @@
+"""`python -m data_prep.build`: raw TSV/CSV/FASTA(.gz) -> ZLIB TFRecord shards + manifest.json.
+
+Streaming and parallel: the main process cuts inputs into line-aligned chunks and writes shards;
+worker processes parse, validate, lay out, hash, serialize, frame and compress each chunk. Only a
+bounded number of chunks is ever in flight, so memory does not grow with input size, and results
+are consumed in input order, so shards are byte-identical for any worker count.
+Every input record is either written or listed in rejected.tsv with its reason.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures as cf
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from data_prep.layouts import Layout, get_layout
+from data_prep.manifest import FORMAT, MANIFEST, write_manifest
+from data_prep.parse import Parsed, Rejection, TableSpec, parse_fasta_chunk, parse_table_chunk
+from data_prep.schema import RecordSchema
+from data_prep.sources import Chunk, InputError, InputProblem, detect_format, iter_chunks, resolve_table
+from data_prep.splits import SplitSpec
+from data_prep.tfrecord import Segment, ShardWriter, deflate_segment, frame_fixed, frame_many
+
+
+class BuildError(RuntimeError):
+    """A build that must stop (strict mode, unusable output folder, no records at all)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs for one chunk (small apart from the chunk's bytes)."""
+
+    chunk: Chunk
+    fasta: bool
+    table: TableSpec | None
+    layout: Layout
+    split: SplitSpec
+    level: int
+
+
+@dataclass
+class ChunkResult:
+    records_in: int
+    segments: dict[str, Segment]
+    stats: dict[str, dict]
+    rejections: list[Rejection]
+
+
+def _label_stats(label: np.ndarray) -> dict:
+    hist = collections.Counter(np.clip(np.floor(label), -50, 50).astype(int).tolist())
+    return {"count": int(label.size), "sum": float(label.sum()), "sumsq": float((label.astype(np.float64) ** 2).sum()),
+            "min": float(label.min()), "max": float(label.max()),
+            "integers": int((label == np.floor(label)).sum()), "histogram": dict(hist)}
+
+
+def process_chunk(job: Job) -> ChunkResult:
+    c = job.chunk
+    if job.fasta:
+        p: Parsed = parse_fasta_chunk(c.data, c.first_line, job.layout, job.split.hash_seed)
+        records_in = len(p.line) + len(p.rejections)
+    else:
+        p = parse_table_chunk(c.data, c.first_line, job.table, job.layout, job.split.hash_seed)
+        records_in = c.data.count(b"\n")
+    if len(p.line) + len(p.rejections) != records_in:
+        raise AssertionError(f"chunk at line {c.first_line}: records do not add up")  # never silently lose one
+    folds = job.split.folds(p.hash)
+    which = job.split.assign(folds, p.line - c.first_line, records_in, c.file_index, c.chunk_index)
+    labeled = p.label is not None
+    schema = RecordSchema(job.layout.length, labeled, job.layout.singleton and labeled, p.ids is not None)
+    segments, stats = {}, {}
+    for k, name in enumerate(job.split.names):
+        m = which == k
+        n = int(m.sum())
+        if not n:
+            continue
+        label = p.label[m] if labeled else None
+        single = (label == np.floor(label)).astype(np.uint8) if labeled else None
+        if schema.has_ids:
+            idx = np.flatnonzero(m)
+            raw = frame_many([schema.serialize_one(p.codes[i], folds[i], id=p.ids[i]) for i in idx])
+        else:
+            raw = frame_fixed(schema.serialize_fixed(
+                p.codes[m], folds[m], None if label is None else label.astype(np.float32), single)).tobytes()
+        segments[name] = deflate_segment(raw, n, job.level)
+        st = {"records": n, "folds": np.bincount(folds[m], minlength=job.split.n_folds).tolist(),
+              "truncated": int(p.truncated[m].sum()), "length_min": int(p.length[m].min()),
+              "length_max": int(p.length[m].max()), "length_sum": int(p.length[m].sum())}
+        if labeled:
+            st["label"] = _label_stats(label)
+        stats[name] = st
+    return ChunkResult(records_in, segments, stats, p.rejections)
+
+
+def _merge(total: dict, part: dict) -> None:
+    for key, value in part.items():
+        if key not in total:
+            total[key] = value if not isinstance(value, dict) else dict(value)
+            if key == "histogram":
+                total[key] = collections.Counter(value)
+        elif key in ("min", "length_min"):
+            total[key] = min(total[key], value)
+        elif key in ("max", "length_max"):
+            total[key] = max(total[key], value)
+        elif key == "folds":
+            total[key] = [a + b for a, b in zip(total[key], value)]
+        elif key == "histogram":
+            total[key].update(value)
+        elif isinstance(value, dict):
+            _merge(total[key], value)
+        else:
+            total[key] += value
+
+
+def _finish_stats(st: dict) -> dict:
+    out = {"records": st["records"], "folds": {str(i): n for i, n in enumerate(st["folds"])},
+           "truncated": st["truncated"],
+           "length": {"min": st["length_min"], "max": st["length_max"], "mean": st["length_sum"] / st["records"]}}
+    if "label" in st:
+        lab = st["label"]
+        mean = lab["sum"] / lab["count"]
+        out["label"] = {"count": lab["count"], "mean": mean,
+                        "std": float(np.sqrt(max(lab["sumsq"] / lab["count"] - mean ** 2, 0.0))),
+                        "min": lab["min"], "max": lab["max"],
+                        "singleton_fraction": lab["integers"] / lab["count"],
+                        "histogram": {str(k): v for k, v in sorted(lab["histogram"].items())}}
+    return out
+
+
+@dataclass
+class _Output:
+    """Shard writers per split, rolling over every `per_shard` records (at chunk granularity)."""
+
+    folder: str
+    per_shard: int
+    writers: dict[str, ShardWriter] = field(default_factory=dict)
+    shards: dict[str, list] = field(default_factory=lambda: collections.defaultdict(list))
+
+    def add(self, split: str, seg: Segment) -> None:
+        w = self.writers.get(split)
+        if w is None:
+            name = f"{split}-{len(self.shards[split]):05d}.tfrecord"
+            w = self.writers[split] = ShardWriter(os.path.join(self.folder, name))
+        w.append(seg)
+        if w.records >= self.per_shard:
+            self.shards[split].append(w.close())
+            del self.writers[split]
+
+    def close(self) -> dict[str, list]:
+        for split, w in list(self.writers.items()):
+            self.shards[split].append(w.close())
+        self.writers.clear()
+        return self.shards
+
+
+def _check_output(out: str) -> None:
+    parent = os.path.dirname(os.path.abspath(out)) or "."
+    if os.path.exists(out):
+        if not os.path.isdir(out):
+            raise BuildError(f"{out}: exists and is not a folder")
+        if os.listdir(out) and not os.path.exists(os.path.join(out, MANIFEST)):
+            raise BuildError(f"{out}: exists, is not empty and holds no {MANIFEST}; refusing to replace it")
+    os.makedirs(parent, exist_ok=True)
+    if not os.access(parent, os.W_OK):
+        raise BuildError(f"{parent}: output location is not writable")
+
+
+def _swap_in(tmp: str, out: str) -> None:
+    """Replace `out` by `tmp` whole: a reader never sees old and new shards mixed."""
+    if os.path.exists(out):
+        old = f"{out}.old-{os.getpid()}"
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, out)
+
+
+def _jobs(inputs, args, layout, split, problems, file_info):
+    for fi, path in enumerate(inputs):
+        fmt = detect_format(path, args.format)
+        info = {"path": os.path.abspath(path), "format": fmt, "problems": []}
+        file_info.append(info)
+        file_problems: list[InputProblem] = []
+        try:
+            table, skip = None, 0
+            if fmt != "fasta":
+                table, has_header, names = resolve_table(path, fmt, args.header, args.seq_col, args.expr_col)
+                skip = int(has_header)
+                info.update(header=has_header, columns=names, seq_col=names[table.seq_col],
+                            expr_col=None if table.expr_col is None else names[table.expr_col])
+            for chunk in iter_chunks(path, fi, args.chunk_bytes, fmt == "fasta", skip, file_problems):
+                yield Job(chunk, fmt == "fasta", table, layout, split, args.compression_level)
+        except InputError as err:
+            file_problems.append(InputProblem(0, "empty_file" if "empty" in str(err) else "unreadable_input", str(err)))
+        except OSError as err:
+            raise BuildError(f"{path}: cannot read ({err.strerror or err})") from None
+        for pr in file_problems:
+            info["problems"].append({"line": pr.line, "reason": pr.reason, "detail": pr.detail})
+            problems.append((path, pr))
+
+
+def _ordered(jobs, workers: int):
+    """Run jobs in parallel with a bounded window, yielding results in job order."""
+    if workers <= 1:
+        for job in jobs:
+            yield job, process_chunk(job)
+        return
+    ctx = multiprocessing.get_context("forkserver")
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        window = collections.deque()
+        for job in jobs:
+            window.append((job, pool.submit(process_chunk, job)))
+            if len(window) > 2 * workers:
+                j, fut = window.popleft()
+                yield j, fut.result()
+        while window:
+            j, fut = window.popleft()
+            yield j, fut.result()
+
+
+def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
+    """Library entry point behind the CLI; returns the manifest it wrote."""
+    layout = get_layout(args.layout)
+    split = SplitSpec(args.split, args.n_folds, args.hash_seed, tuple(args.val_folds), tuple(args.test_folds),
+                      args.val_fraction, args.test_fraction, args.split_seed)
+    _check_output(out)
+    for path in inputs:
+        if not os.path.isfile(path):
+            raise BuildError(f"{path}: input file not found")
+    tmp = f"{out}.building-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    start = time.time()
+    problems: list = []
+    file_info: list[dict] = []
+    totals: dict[str, dict] = {}
+    by_reason = collections.Counter()
+    counts = collections.Counter()
+    labeled = set()
+    output = _Output(tmp, args.records_per_shard)
+    try:
+        with open(os.path.join(tmp, "rejected.tsv"), "w") as rej:
+            rej.write("file\tline\treason\tdetail\ttext\n")
+
+            def rejected(path: str, r: Rejection) -> None:
+                msg = f"{path}:{r.line}: {r.reason}: {r.detail}"
+                if args.strict:
+                    raise BuildError(msg)
+                text = r.text.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r")
+                rej.write(f"{path}\t{r.line}\t{r.reason}\t{r.detail}\t{text}\n")
+                by_reason[r.reason] += 1
+
+            last_report = time.time()
+            for job, res in _ordered(_jobs(inputs, args, layout, split, problems, file_info), args.workers):
+                path = inputs[job.chunk.file_index]
+                for r in res.rejections:
+                    rejected(path, r)
+                counts["records_in"] += res.records_in
+                counts["rejected"] += len(res.rejections)
+                for name, seg in res.segments.items():
+                    output.add(name, seg)
+                    counts["written"] += seg.records
+                    _merge(totals.setdefault(name, {}), res.stats[name])
+                    labeled.add("label" in res.stats[name])
+                if time.time() - last_report > 5 and not args.quiet:
+                    rate = counts["records_in"] / (time.time() - start)
+                    print(f"  {counts['records_in']:,} records ({rate:,.0f}/s)", file=sys.stderr)
+                    last_report = time.time()
+            for path, pr in problems:  # file-level problems, after the file's records
+                msg = f"{path}:{pr.line}: {pr.reason}: {pr.detail}"
+                if args.strict:
+                    raise BuildError(msg)
+                print(f"warning: {msg}", file=sys.stderr)
+                if pr.partial_record:  # the cut-off last line is a record we could not read
+                    counts["records_in"] += 1
+                    counts["rejected"] += 1
+                    rejected(path, Rejection(pr.line, pr.reason, pr.detail, pr.partial_record.decode("latin-1")[:200]))
+                else:
+                    rej.write(f"{path}\t{pr.line}\t{pr.reason}\t{pr.detail}\t\n")
+        shards = output.close()
+        if counts["written"] == 0:
+            raise BuildError(f"no records written from {len(inputs)} input file(s); see {out}/rejected.tsv "
+                             "for the reasons" if counts["rejected"] else "no records found in the input")
+        if counts["records_in"] != counts["written"] + counts["rejected"]:
+            raise AssertionError("records in != written + rejected")  # an invariant, never expected
+        if len(labeled) > 1:
+            raise BuildError("inputs mix labeled and unlabeled records; build them separately")
+        has_label = labeled == {True}
+        fasta = any(fi["format"] == "fasta" for fi in file_info)
+        schema = RecordSchema(layout.length, has_label, layout.singleton and has_label, fasta)
+        total_bytes = sum(s["bytes"] for v in shards.values() for s in v)
+        manifest = {
+            "format": FORMAT, "layout": layout.name, "schema": schema.to_dict(), "compression": "ZLIB",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "inputs": file_info, "split": split.to_dict(),
+            "counts": {"records_in": counts["records_in"], "written": counts["written"],
+                       "rejected": counts["rejected"], "rejected_by_reason": dict(sorted(by_reason.items())),
+                       "truncated": sum(t["truncated"] for t in totals.values()),
+                       "file_problems": len(problems)},
+            "splits": {name: {**_finish_stats(totals[name]), "shards": shards[name]}
+                       for name in split.names if name in totals},
+            "bytes_per_record": total_bytes / counts["written"],
+            "build": {"chunk_bytes": args.chunk_bytes, "records_per_shard": args.records_per_shard,
+                      "compression_level": args.compression_level, "workers": args.workers,
+                      "seconds": round(time.time() - start, 3)},
+        }
+        write_manifest(tmp, manifest)
+        _swap_in(tmp, out)
+    except BaseException:
+        for w in output.writers.values():
+            w.abort()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _folds(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m data_prep.build", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="TSV/CSV/FASTA files, optionally .gz")
+    p.add_argument("--out", required=True, help="output folder (replaced whole if it is an earlier build)")
+    p.add_argument("--layout", default="crmnet", choices=["crmnet", "legnet"])
+    g = p.add_argument_group("input")
+    g.add_argument("--format", default="auto", choices=["auto", "tsv", "csv", "fasta"])
+    g.add_argument("--header", default="auto", choices=["auto", "yes", "no"])
+    g.add_argument("--seq-col", default=None, help="sequence column name or 0-based index")
+    g.add_argument("--expr-col", default=None, help="expression column name or index; 'none' for unlabeled")
+    g = p.add_argument_group("splits")
+    g.add_argument("--split", default="hash", choices=["hash", "random", "none"])
+    g.add_argument("--n-folds", type=int, default=10)
+    g.add_argument("--hash-seed", type=int, default=0, help="mmh3 seed for folds")
+    g.add_argument("--val-folds", type=_folds, default=[9], help="comma-separated folds for validation")
+    g.add_argument("--test-folds", type=_folds, default=[], help="comma-separated folds for test")
+    g.add_argument("--val-fraction", type=float, default=0.01, help="random split only")
+    g.add_argument("--test-fraction", type=float, default=0.0, help="random split only")
+    g.add_argument("--split-seed", type=int, default=0, help="random split only")
+    g = p.add_argument_group("performance")
+    g.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    g.add_argument("--chunk-bytes", type=int, default=4 << 20, help="input bytes per work unit")
+    g.add_argument("--records-per-shard", type=int, default=1_000_000)
+    g.add_argument("--compression-level", type=int, default=6, choices=range(0, 10), metavar="0-9")
+    p.add_argument("--strict", action="store_true", help="abort on the first bad record instead of rejecting it")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        m = build(args.inputs, args.out, args)
+    except (BuildError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    c = m["counts"]
+    splits = ", ".join(f"{k} {v['records']:,}" for k, v in m["splits"].items())
+    print(f"{args.out}: {c['records_in']:,} records in, {c['written']:,} written ({splits}), "
+          f"{c['rejected']:,} rejected{' ' + str(c['rejected_by_reason']) if c['rejected'] else ''}, "
+          f"{c['truncated']:,} truncated to {m['schema']['length']} nt; {m['bytes_per_record']:.1f} B/record; "
+          f"{m['build']['seconds']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Assertions shared by the model test suites (CRMnet, LegNet, ...)."""
+import contextlib
+from pathlib import Path
+
+import keras
+import numpy as np
+
+
+def assert_layer_config_roundtrip(layer):
+    """``from_config(get_config())`` must rebuild a layer with an equal config.
+
+    Also checks the class is registered, so ``.keras`` files load under
+    ``safe_mode=True`` without ``custom_objects``.
+    """
+    config = layer.get_config()
+    clone = layer.__class__.from_config(config)
+    assert clone.get_config() == config, (
+        f"{layer.__class__.__name__} config changed on round trip:\n"
+        f"{config}\n!=\n{clone.get_config()}"
+    )
+    serialized = keras.saving.serialize_keras_object(layer)
+    restored = keras.saving.deserialize_keras_object(serialized, safe_mode=True)
+    assert type(restored) is type(layer)
+    assert restored.get_config() == config
+    return clone
+
+
+def assert_keras_roundtrip(model, inputs, tmp_path, atol=1e-6):
+    """Save as ``.keras``, reload with ``safe_mode=True``, predict the same.
+
+    Inference mode is used on both sides so dropout does not differ.
+    """
+    path = Path(tmp_path) / f"{model.name}.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    expected = keras.ops.convert_to_numpy(model(inputs, training=False))
+    actual = keras.ops.convert_to_numpy(reloaded(inputs, training=False))
+    assert actual.shape == expected.shape
+    assert actual.dtype == expected.dtype
+    np.testing.assert_allclose(actual, expected, atol=atol, rtol=0)
+    return reloaded
+
+
+@contextlib.contextmanager
+def policy_scope(policy_name):
+    """Sets the global dtype policy for the block and always restores it."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy_name)
+    try:
+        yield keras.config.dtype_policy()
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def run_under_policy(policy_name, fn=None, *args, **kwargs):
+    """Runs ``fn(*args, **kwargs)`` under a global dtype policy, then restores it.
+
+    Without ``fn`` it is a context manager::
+
+        with run_under_policy("mixed_bfloat16"):
+            model = build(...)
+
+        outputs = run_under_policy("mixed_bfloat16", build_and_predict)
+    """
+    if fn is None:
+        return policy_scope(policy_name)
+    with policy_scope(policy_name):
+        return fn(*args, **kwargs)
+
+
+def random_codes(batch, length, seed=0, with_n=True):
+    """uint8 base codes (A=0, C=1, G=2, T=3, N=4) for model inputs."""
+    rng = np.random.default_rng(seed)
+    high = 5 if with_n else 4
+    return rng.integers(0, high, size=(batch, length), dtype=np.uint8)

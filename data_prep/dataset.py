@@ -8,6 +8,7 @@ is parsed in one `parse_example` call, which is what makes the reader fast on fe
 from __future__ import annotations
 
 import logging
+import os
 from typing import Sequence
 
 import tensorflow as tf
@@ -36,9 +37,11 @@ def _records(m: Manifest, split: str, ctx: tf.distribute.InputContext | None, tr
     if training:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     cycle = max(1, min(parallel_reads, len(files) if not file_level else -(-len(files) // pipelines)))
-    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="ZLIB", buffer_size=1 << 20),
-                       cycle_length=cycle, num_parallel_calls=AUTOTUNE if cycle > 1 else None,
-                       deterministic=not training)
+    read = lambda f: tf.data.TFRecordDataset(f, compression_type="ZLIB", buffer_size=1 << 20)  # noqa: E731
+    if cycle > 1 and training:  # evaluation reads files in order, so outputs line up with inputs
+        ds = ds.interleave(read, cycle_length=cycle, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    else:
+        ds = ds.flat_map(read)
     if pipelines > 1 and not file_level:
         log.warning("%s: split %r has %d shard(s) for %d input pipelines; sharding by record instead "
                     "(every worker reads all files). Rebuild with a smaller --records-per-shard for large data.",
@@ -59,7 +62,7 @@ def make_dataset(manifests: Manifest | str | Sequence[Manifest | str], split: st
     repeat forever, so the caller sets steps per epoch. `drop_remainder=True` gives the static
     batch shape TPUs need.
     """
-    ms = [_as_manifest(manifests)] if isinstance(manifests, (Manifest, str)) else [_as_manifest(m) for m in manifests]
+    ms = [_as_manifest(manifests)] if isinstance(manifests, (Manifest, str, os.PathLike)) else [_as_manifest(m) for m in manifests]
     schema = ms[0].schema
     for m in ms[1:]:
         if m.schema != schema or m.layout != ms[0].layout:
@@ -80,7 +83,7 @@ def make_dataset(manifests: Manifest | str | Sequence[Manifest | str], split: st
 
     def parse(serialized):
         ex = tf.io.parse_example(serialized, spec)
-        out = {"seq": tf.reshape(tf.io.decode_raw(ex["seq"], tf.uint8), [-1, length]),
+        out = {"seq": tf.reshape(tf.io.decode_raw(ex["seq"], tf.uint8), [batch if drop_remainder else -1, length]),
                "fold": tf.cast(ex["fold"], tf.uint8)}
         if "label" in ex:
             out["label"] = ex["label"]

@@ -89,9 +89,10 @@ class Manifest:
                     raise ManifestError(f"{path}: SHA-256 differs from {self.path} (corrupted or replaced)")
 
 
-def load_manifest(path: str, layout: str | None = None, length: int | None = None,
+def load_manifest(path: str | os.PathLike, layout: str | None = None, length: int | None = None,
                   verify: bool = False) -> Manifest:
     """Load a dataset folder (or its manifest.json) and check it fits the caller's expectations."""
+    path = os.fspath(path)
     folder = os.path.dirname(path) if path.endswith(".json") else path
     mpath = os.path.join(folder, MANIFEST)
     if not os.path.isfile(mpath):

@@ -1,0 +1,26 @@
+"""CRMnet's entry in the model registry: Huber loss, warm-up + cosine LR, 112 nt N-padded records."""
+from crmnet.model import CRMnetConfig, build_crmnet
+from seq2exp.registry import ModelSpec, register
+
+
+def _build(config: dict):
+    return build_crmnet(CRMnetConfig.from_dict({**CRMnetConfig().to_dict(), **config}))
+
+
+def _small() -> dict:
+    """Width-reduced CRMnet for CPU runs (same topology, ~1/100 of the parameters)."""
+    return {"encoder_filters": (32, 32, 64, 64), "num_heads": 4, "key_dim": 32, "embed_dim": 64, "ffn_dim": 64,
+            "decoder_filters": 32, "head_conv_filters": (32, 16, 8), "dense_units": (64, 32, 16, 8)}
+
+
+SPEC = register(ModelSpec(
+    name="crmnet",
+    layout="crmnet",
+    build=_build,
+    default_config=lambda: CRMnetConfig().to_dict(),
+    presets={"tiny": lambda: CRMnetConfig.tiny().to_dict(), "small": _small},
+    loss="huber",
+    optimizer={"name": "adam"},
+    schedule={"name": "crmnet_warmup_cosine", "base_lr": 1e-4, "peak_lr": 1e-3, "final_lr": 1e-4,
+              "warmup_epochs": 10, "scale_with_replicas": True},
+))

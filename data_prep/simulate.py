@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-ADAPTER_5 = "TGCATTTTTTTCACATC"
-ADAPTER_3 = "GGTTACGGCTGTT"
+from data_prep.layouts import ADAPTER_3, ADAPTER_5  # noqa: E402  (the real constant adapters)
 VARIABLE_LEN = 80
 MAX_BIN = 17
 _ALPHABET = np.frombuffer(b"ACGT", dtype=np.uint8)

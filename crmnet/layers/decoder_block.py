@@ -1,7 +1,7 @@
 """CRMnet decoder block (the U-Net expanding path)."""
 import keras
 
-from crmnet.layers._utils import clone_initializer
+from crmnet.layers._utils import batch_norm, clone_initializer, relu_conv
 from crmnet.layers.squeeze_excite import SqueezeExcite
 
 
@@ -55,31 +55,12 @@ class DecoderBlock(keras.layers.Layer):
         self.concat = keras.layers.Concatenate(
             axis=-1, dtype=self.dtype_policy, name=f"{self.name}_concat"
         )
-        self.conv1 = self._conv("conv1")
+        self.conv1 = relu_conv(self, "conv1")
         self.se1 = SqueezeExcite(self.se_ratio, dtype=self.dtype_policy, name=f"{self.name}_se1")
-        self.bn1 = self._batch_norm("bn1")
-        self.conv2 = self._conv("conv2")
+        self.bn1 = batch_norm(self, "bn1")
+        self.conv2 = relu_conv(self, "conv2")
         self.se2 = SqueezeExcite(self.se_ratio, dtype=self.dtype_policy, name=f"{self.name}_se2")
-        self.bn2 = self._batch_norm("bn2")
-
-    def _conv(self, suffix):
-        return keras.layers.Conv1D(
-            self.filters,
-            self.kernel_size,
-            padding="same",
-            activation="relu",
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            dtype=self.dtype_policy,
-            name=f"{self.name}_{suffix}",
-        )
-
-    def _batch_norm(self, suffix):
-        return keras.layers.BatchNormalization(
-            momentum=self.batch_norm_momentum,
-            epsilon=self.batch_norm_epsilon,
-            dtype=self.dtype_policy,
-            name=f"{self.name}_{suffix}",
-        )
+        self.bn2 = batch_norm(self, "bn2")
 
     def build(self, inputs_shape, skip_shape):
         self.up.build(tuple(inputs_shape))

@@ -1,7 +1,7 @@
 """CRMnet encoder block (the U-Net contracting path)."""
 import keras
 
-from crmnet.layers._utils import clone_initializer
+from crmnet.layers._utils import batch_norm, clone_initializer, relu_conv
 from crmnet.layers.squeeze_excite import SqueezeExcite
 
 
@@ -47,36 +47,16 @@ class EncoderBlock(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
         # Creation order = call order, so weights enumerate in dataflow order.
-        self.conv1 = self._conv("conv1")
+        self.conv1 = relu_conv(self, "conv1")
         self.se1 = SqueezeExcite(self.se_ratio, dtype=self.dtype_policy, name=f"{self.name}_se1")
-        self.bn1 = self._batch_norm("bn1")
-        self.conv2 = self._conv("conv2")
+        self.bn1 = batch_norm(self, "bn1")
+        self.conv2 = relu_conv(self, "conv2")
         self.se2 = SqueezeExcite(self.se_ratio, dtype=self.dtype_policy, name=f"{self.name}_se2")
-        self.bn2 = self._batch_norm("bn2")
+        self.bn2 = batch_norm(self, "bn2")
         self.dropout_layer = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy, name=f"{self.name}_dropout"
         )
-        self.down = self._conv("down", strides=2) if self.condense else None
-
-    def _conv(self, suffix, strides=1):
-        return keras.layers.Conv1D(
-            self.filters,
-            self.kernel_size,
-            strides=strides,
-            padding="same",
-            activation="relu",
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            dtype=self.dtype_policy,
-            name=f"{self.name}_{suffix}",
-        )
-
-    def _batch_norm(self, suffix):
-        return keras.layers.BatchNormalization(
-            momentum=self.batch_norm_momentum,
-            epsilon=self.batch_norm_epsilon,
-            dtype=self.dtype_policy,
-            name=f"{self.name}_{suffix}",
-        )
+        self.down = relu_conv(self, "down", strides=2) if self.condense else None
 
     def build(self, input_shape):
         shape = tuple(input_shape)

@@ -1,0 +1,78 @@
+"""`python -m benchmarks.input_pipeline`: sequences/s of the TFRecord reader alone, per layout.
+
+Builds (or reuses) a simulated dataset per layout, then times `data_prep.dataset.make_dataset`
+into uint8 batches exactly as training uses it (shuffle, batch, parse, prefetch), after a warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+
+def ensure_dataset(root: str, n: int, layout: str, level: int = 6) -> str:
+    from data_prep.build import build, parser
+    from data_prep.simulate import simulate, write_tsv
+
+    tsv = os.path.join(root, f"sim_{n}.tsv")
+    out = os.path.join(root, f"{layout}_{n}")
+    if not os.path.exists(tsv):
+        write_tsv(simulate(n, seed=0), tsv)
+    if not os.path.exists(os.path.join(out, "manifest.json")):
+        args = parser().parse_args([tsv, "--out", out, "--layout", layout, "--quiet", "--split", "none",
+                                    "--records-per-shard", str(max(n // 8, 1)), "--compression-level", str(level)])
+        build(args.inputs, args.out, args)
+    return out
+
+
+def time_reader(folder: str, batch: int, seconds: float, training: bool, shuffle_buffer: int) -> dict:
+    from data_prep.dataset import make_dataset
+
+    ds = make_dataset(folder, "all", batch, training=training, repeat=True, drop_remainder=True,
+                      shuffle_buffer=shuffle_buffer)
+    it = iter(ds)
+    for _ in range(20):  # warm-up: fill the shuffle buffer and the prefetch queue
+        next(it)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        b = next(it)
+        n += int(b["seq"].shape[0])
+    dt = time.perf_counter() - start
+    return {"sequences": n, "seconds": round(dt, 3), "sequences_per_s": round(n / dt)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.input_pipeline", description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=1_000_000, help="simulated sequences in the dataset")
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--seconds", type=float, default=15.0, help="timed window per configuration")
+    p.add_argument("--layouts", default="crmnet,legnet")
+    p.add_argument("--shuffle-buffer", type=int, default=100_000)
+    p.add_argument("--work", default="bench_out/input_pipeline", help="where datasets are built and kept")
+    p.add_argument("--out", default=None, help="JSON results file (default: WORK/results.json)")
+    args = p.parse_args(argv)
+    os.makedirs(args.work, exist_ok=True)
+    import tensorflow as tf
+
+    results = []
+    for layout in args.layouts.split(","):
+        folder = ensure_dataset(args.work, args.n, layout)
+        for training in (True, False):
+            r = time_reader(folder, args.batch, args.seconds, training, args.shuffle_buffer)
+            r.update(layout=layout, batch=args.batch, shuffle=training, n=args.n)
+            results.append(r)
+            print(f"{layout:7s} batch {args.batch} shuffle={str(training):5s} {r['sequences_per_s']:>10,} seq/s")
+    env = {"tensorflow": tf.__version__, "cpu": platform.processor() or platform.machine(),
+           "cores": os.cpu_count(), "python": sys.version.split()[0]}
+    out = args.out or os.path.join(args.work, "results.json")
+    with open(out, "w") as fh:
+        json.dump({"env": env, "results": results}, fh, indent=2)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

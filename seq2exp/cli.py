@@ -1,0 +1,213 @@
+"""Thin command lines over the engine: train / evaluate / predict for any registered model.
+
+`python -m crmnet.train`, `python -m legnet_tf.train`, ... call these with their model name.
+With no data, `train` runs the embedded demo: simulated GPRA data with a known ground truth.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from seq2exp import config as run_config
+from seq2exp.registry import get_model_spec, model_names
+
+
+def _eval_split(m) -> str:
+    for name in ("all", "test"):
+        if name in m.splits:
+            return name
+    raise ValueError(f"{m.path}: no 'all' or 'test' split to evaluate (splits: {m.splits})")
+
+
+def _demo_data(cfg, spec) -> None:
+    """Simulated train/val data and a test set from the same ground truth, written into the run."""
+    from data_prep.simulate import simulate, write_tsv
+
+    d = os.path.join(cfg.run_dir, "demo")
+    os.makedirs(d, exist_ok=True)
+    train, test = os.path.join(d, "train.tsv"), os.path.join(d, "test.tsv")
+    truth = os.path.join(d, "test_truth.tsv")
+    if not os.path.exists(truth):
+        write_tsv(simulate(cfg.demo_size, seed=cfg.seed), train)
+        sim = simulate(max(cfg.demo_size // 5, 500), seed=cfg.seed + 1000)
+        write_tsv(sim, test)
+        write_tsv(sim, truth, values=sim.true_expression)
+    cfg.data, cfg.test = [train], [test, truth]
+    print(f"demo: simulated {cfg.demo_size:,} training sequences and a test set with its noiseless truth in {d}")
+
+
+def _settings(cfg, epochs: int):
+    from seq2exp.trainer import TrainSettings
+
+    return TrainSettings(epochs=epochs, batch_size=cfg.batch_size, steps_per_epoch=cfg.steps_per_epoch,
+                         steps_per_execution=cfg.steps_per_execution, jit=cfg.jit, patience=cfg.patience,
+                         seed=cfg.seed, nan_policy=cfg.nan_policy,
+                         log_every_seconds=10.0 if sys.stderr.isatty() else 30.0)
+
+
+def _stage(cfg, spec, strategy, run_dir, train_sets, val_sets, epochs, init_from=None, resume=False):
+    """One training stage (pre-training or fine-tuning) into its own run folder."""
+    from data_prep.dataset import make_dataset
+    from seq2exp.trainer import Trainer
+
+    model_config = {**(spec.presets[cfg.preset]() if cfg.preset else {}), **cfg.model_config}
+    mixed = len(train_sets) > 1
+    n_train = sum(m.records(cfg.train_split) for m in train_sets)
+    settings = _settings(cfg, epochs)
+    if mixed and settings.steps_per_epoch is None:  # media sampled evenly: an epoch = one pass's worth
+        settings.steps_per_epoch = max(n_train // (cfg.batch_size * strategy.num_replicas_in_sync), 1)
+    trainer = Trainer(spec, model_config, run_dir, strategy, cfg.precision, cfg.optimizer or None,
+                      cfg.schedule or None, settings, train_examples=n_train)
+
+    def train_fn(ctx, seed):
+        return make_dataset(train_sets, cfg.train_split, trainer.global_batch, ctx, training=True, seed=seed,
+                            drop_remainder=True, shuffle_buffer=cfg.shuffle_buffer)
+
+    def val_fn(ctx):
+        return make_dataset(val_sets, cfg.val_split, trainer.global_batch, ctx, training=False)
+
+    has_val = all(cfg.val_split in m.splits for m in val_sets)
+    metrics = trainer.fit(train_fn, val_fn if has_val else None, resume=resume, init_from=init_from)
+    return trainer, metrics
+
+
+def _test_report(cfg, spec, trainer, train_sets, tests) -> dict:
+    """Test metrics of the trained model and of the 6-mer ridge baseline on the same sequences."""
+    import numpy as np
+
+    from data_prep.dataset import make_dataset
+    from seq2exp.baseline import KmerRidge
+    from seq2exp.data import read_arrays
+    from seq2exp.metrics import regression_metrics
+
+    tr = [read_arrays(m, cfg.train_split, limit=500_000) for m in train_sets]
+    ridge = KmerRidge().fit(np.concatenate([t["seq"] for t in tr]), np.concatenate([t["label"] for t in tr]))
+    report = {}
+    for m in tests:
+        split = _eval_split(m)
+        name = os.path.basename(m.folder)
+        model_metrics = trainer.evaluate(
+            lambda ctx, m=m, split=split: make_dataset(m, split, trainer.global_batch, ctx, training=False))
+        arr = read_arrays(m, split)
+        report[name] = {"model": model_metrics, "ridge_6mer": regression_metrics(arr["label"], ridge.predict(arr["seq"]))}
+    print(f"\n{'test set':40s} {'n':>7s} | {spec.name + ' r':>10s} {'rho':>6s} {'R2':>6s} | {'ridge r':>8s} {'rho':>6s}")
+    for name, r in report.items():
+        a, b = r["model"], r["ridge_6mer"]
+        print(f"{name:40s} {a['n']:7d} | {a['pearson']:10.3f} {a['spearman']:6.3f} {a['r2']:6.3f} | "
+              f"{b['pearson']:8.3f} {b['spearman']:6.3f}")
+    return report
+
+
+def train_main(argv: list[str] | None = None, model: str | None = None) -> int:
+    p = argparse.ArgumentParser(prog=f"python -m {model or 'seq2exp'}.train" if model else "python -m seq2exp.train",
+                                description="Train a sequence-to-expression model (no data: the embedded demo).")
+    run_config.add_arguments(p, model)
+    cfg = run_config.resolve(p.parse_args(argv), model)
+    spec = get_model_spec(cfg.model)
+    demo = not cfg.data
+    if demo:
+        cfg.preset = cfg.preset or "tiny"
+        _demo_data(cfg, spec)
+    from seq2exp.data import prepare
+    from seq2exp.strategy import resolve_strategy
+
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    cfg.save(os.path.join(cfg.run_dir, "config.yaml"))
+    data_dir = os.path.join(cfg.run_dir, "data")
+    train_sets = prepare(cfg.data, spec.layout, data_dir)
+    tests = prepare(cfg.test, spec.layout, data_dir, split="none", group=False)
+    strategy = resolve_strategy(cfg.strategy, cfg.tpu)
+    init_from = cfg.init_from
+    t0 = time.time()
+    if cfg.pretrain_data:
+        media = prepare(cfg.pretrain_data, spec.layout, data_dir, group=False)
+        pre_dir = os.path.join(cfg.run_dir, "pretrain")
+        _stage(cfg, spec, strategy, pre_dir, media, media, cfg.pretrain_epochs or cfg.epochs, resume=cfg.resume)
+        init_from = os.path.join(pre_dir, "model.keras")
+        print(f"pre-training done; fine-tuning all weights from {init_from}")
+    final_dir = os.path.join(cfg.run_dir, "finetune") if cfg.pretrain_data else cfg.run_dir
+    trainer, metrics = _stage(cfg, spec, strategy, final_dir, train_sets, train_sets, cfg.epochs,
+                              init_from=init_from, resume=cfg.resume)
+    if tests:
+        metrics["test"] = _test_report(cfg, spec, trainer, train_sets, tests)
+        with open(os.path.join(final_dir, "metrics.json"), "w") as fh:
+            json.dump(metrics, fh, indent=2, default=float)
+    print(f"\nvalidation: " + ", ".join(f"{k} {metrics.get('val', {}).get(k, float('nan')):.3f}"
+                                       for k in ("pearson", "spearman", "r2")))
+    print(f"run folder: {final_dir} ({time.time() - t0:.0f} s)")
+    return 0
+
+
+def _load_model(path: str, model_name: str | None):
+    import keras
+
+    import seq2exp.registry  # noqa: F401
+
+    for name in model_names():  # importing registers every model's custom layers
+        try:
+            get_model_spec(name)
+        except ImportError:
+            pass
+    run_dir = path if os.path.isdir(path) else os.path.dirname(path)
+    file = os.path.join(path, "model.keras") if os.path.isdir(path) else path
+    cfg_file = os.path.join(run_dir, "config.yaml")
+    if model_name is None and os.path.exists(cfg_file):
+        model_name = run_config.load_file(cfg_file).get("model")
+    model = keras.saving.load_model(file, safe_mode=True)
+    return model, get_model_spec(model_name or model.name)
+
+
+def evaluate_main(argv: list[str] | None = None, model: str | None = None) -> int:
+    p = argparse.ArgumentParser(prog=f"python -m {model or 'seq2exp'}.evaluate",
+                                description="Exact metrics of a trained model on test data (folders or raw files).")
+    p.add_argument("model_path", help="run folder or .keras file")
+    p.add_argument("data", nargs="+", help="dataset folders or TSV/CSV files")
+    p.add_argument("--model", default=model, help="model name, when the .keras file does not say")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--out", help="write metrics JSON here")
+    p.add_argument("--work", default=None, help="where raw files are built (default: a temp folder)")
+    args = p.parse_args(argv)
+    import tempfile
+
+    from seq2exp.data import prepare
+    from seq2exp.evaluation import evaluate_model
+
+    keras_model, spec = _load_model(args.model_path, args.model)
+    work = args.work or tempfile.mkdtemp(prefix="seq2exp-eval-")
+    results = {}
+    for m in prepare(args.data, spec.layout, work, split="none", group=False):
+        r = evaluate_model(keras_model, spec, m, _eval_split(m), args.batch_size)
+        results[os.path.basename(m.folder)] = r
+        print(f"{os.path.basename(m.folder):40s} n={r['n']:7d} pearson {r['pearson']:.4f} spearman "
+              f"{r['spearman']:.4f} R2 {r['r2']:.4f} MSE {r['mse']:.4f} MAE {r['mae']:.4f}")
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
+
+
+def predict_main(argv: list[str] | None = None, model: str | None = None) -> int:
+    p = argparse.ArgumentParser(prog=f"python -m {model or 'seq2exp'}.predict",
+                                description="Predict expression for sequences in TSV/CSV/FASTA (.gz) files.")
+    p.add_argument("model_path", help="run folder or .keras file")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--model", default=model)
+    p.add_argument("--out", default="-", help="output TSV (default: stdout)")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--seq-col", default=None)
+    p.add_argument("--header", default="auto", choices=["auto", "yes", "no"])
+    args = p.parse_args(argv)
+    from seq2exp.evaluation import predict_files
+
+    keras_model, spec = _load_model(args.model_path, args.model)
+    out = sys.stdout if args.out == "-" else open(args.out, "w")
+    try:
+        n = predict_files(keras_model, spec, args.inputs, out, args.batch_size, args.seq_col, args.header)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"predicted {n:,} sequences", file=sys.stderr)
+    return 0

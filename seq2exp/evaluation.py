@@ -1,0 +1,71 @@
+"""Evaluation and prediction with a trained model outside the training loop (one device)."""
+from __future__ import annotations
+
+import os
+from typing import TextIO
+
+import keras
+import numpy as np
+
+from data_prep.layouts import get_layout
+from data_prep.parse import parse_fasta_chunk, parse_table_chunk
+from data_prep.sources import detect_format, iter_chunks, resolve_table
+from seq2exp.metrics import PredictionCollector
+from seq2exp.registry import ModelSpec
+
+
+def predict_batch(model: keras.Model, spec: ModelSpec, batch: dict) -> np.ndarray:
+    return keras.ops.convert_to_numpy(spec.predict(model, batch, spec.inputs)).reshape(-1)
+
+
+def evaluate_model(model: keras.Model, spec: ModelSpec, manifest, split: str, batch_size: int = 1024) -> dict:
+    """Exact dataset-level metrics over a whole split."""
+    from data_prep.dataset import make_dataset
+
+    collector = PredictionCollector()
+    for batch in make_dataset(manifest, split, batch_size, training=False):
+        batch = {k: v for k, v in batch.items() if k != "id"}
+        collector.update(batch["label"].numpy(), predict_batch(model, spec, batch))
+    return collector.result()
+
+
+def predict_files(model: keras.Model, spec: ModelSpec, paths: list[str], out: TextIO, batch_size: int = 1024,
+                  seq_col: str | None = None, header: str = "auto") -> int:
+    """Stream predictions as TSV: file, line, id (FASTA name or the input sequence), prediction, note.
+
+    Input lines that are not valid sequences are reported in the output with an empty prediction
+    and the reason, so every input line has an output row.
+    """
+    layout = get_layout(spec.layout)
+    out.write("file\tline\tid\tprediction\tnote\n")
+    n = 0
+    for fi, path in enumerate(paths):
+        fmt = detect_format(path)
+        if fmt == "fasta":
+            table, skip = None, 0
+        else:
+            table, has_header, _ = resolve_table(path, fmt, header, seq_col, "none")
+            skip = int(has_header)
+        for chunk in iter_chunks(path, fi, 4 << 20, fmt == "fasta", skip):
+            if fmt == "fasta":
+                parsed = parse_fasta_chunk(chunk.data, chunk.first_line, layout, 0)
+                names = parsed.ids
+            else:
+                parsed = parse_table_chunk(chunk.data, chunk.first_line, table, layout, 0)
+                lines = chunk.data.split(b"\n")
+                names = [_field(lines[ln - chunk.first_line], table) for ln in parsed.line]
+            preds = np.zeros(len(parsed.line), dtype=np.float32)
+            for i in range(0, len(preds), batch_size):
+                codes = parsed.codes[i:i + batch_size]
+                batch = {"seq": codes, "is_singleton": np.zeros(len(codes), np.uint8)}
+                preds[i:i + batch_size] = predict_batch(model, spec, batch)
+            rows = [(ln, f"{name}\t{p:.6g}\t") for ln, name, p in zip(parsed.line.tolist(), names, preds)]
+            rows += [(r.line, f"{r.text[:80]}\t\t{r.reason}: {r.detail}") for r in parsed.rejections]
+            for ln, text in sorted(rows):
+                out.write(f"{os.path.basename(path)}\t{ln}\t{text}\n")
+            n += len(preds)
+    return n
+
+
+def _field(line: bytes, table) -> str:
+    return line.rstrip(b"\r").decode("latin-1").split(table.delimiter)[table.seq_col]

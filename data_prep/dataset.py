@@ -1,9 +1,15 @@
 """The one `tf.data` reader for training, evaluation and benchmarks.
 
 Yields dicts of uint8 base codes (batch, length), float32 labels and small-int flags; never
-float one-hot (that is made on the accelerator). Files are sharded per input pipeline
-(`tf.distribute.InputContext`), records are shuffled as serialized strings, and the whole batch
-is parsed in one `parse_example` call, which is what makes the reader fast on few cores.
+float one-hot (that is made on the accelerator).
+
+Fast path (every layout but FASTA-with-ids): records have a fixed byte layout (see
+`RecordSchema.framed_layout`), so a whole shard is inflated in one op and its fields are sliced
+out as columns -- no per-record protobuf parsing and no per-record tf.data element. A training
+epoch permutes every shard completely (better than a shuffle buffer), reads shards in a
+random order, interleaves blocks of `block` records from several shards, shuffles those blocks
+and re-batches them to the per-replica batch. Files are sharded per input pipeline
+(`tf.distribute.InputContext`). Records with ids fall back to TFRecordDataset + parse_example.
 """
 from __future__ import annotations
 
@@ -11,90 +17,147 @@ import logging
 import os
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from data_prep.manifest import Manifest, ManifestError, load_manifest
+from data_prep.schema import RecordSchema
+from data_prep.tfrecord import frame_fixed
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def _as_manifest(m: Manifest | str) -> Manifest:
+def _as_manifest(m) -> Manifest:
     return m if isinstance(m, Manifest) else load_manifest(m)
 
 
-def _records(m: Manifest, split: str, ctx: tf.distribute.InputContext | None, training: bool,
-             seed: int | None, parallel_reads: int) -> tf.data.Dataset:
-    """Serialized records of one split, this input pipeline's share only."""
+def _files(m: Manifest, split: str, ctx, training: bool, seed):
+    """This input pipeline's shard files, and whether it must also take every n-th record."""
     files = m.shard_paths(split)
     if not files:
         raise ManifestError(f"{m.path}: split {split!r} has no shards")
-    pipelines = ctx.num_input_pipelines if ctx else 1
-    file_level = pipelines > 1 and len(files) >= pipelines
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if file_level:
-        ds = ds.shard(pipelines, ctx.input_pipeline_id)
-    if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    cycle = max(1, min(parallel_reads, len(files) if not file_level else -(-len(files) // pipelines)))
-    read = lambda f: tf.data.TFRecordDataset(f, compression_type="ZLIB", buffer_size=1 << 20)  # noqa: E731
-    if cycle > 1 and training:  # evaluation reads files in order, so outputs line up with inputs
-        ds = ds.interleave(read, cycle_length=cycle, num_parallel_calls=AUTOTUNE, deterministic=not training)
-    else:
-        ds = ds.flat_map(read)
-    if pipelines > 1 and not file_level:
+    n = ctx.num_input_pipelines if ctx else 1
+    by_file = n > 1 and len(files) >= n
+    if n > 1 and not by_file:
         log.warning("%s: split %r has %d shard(s) for %d input pipelines; sharding by record instead "
                     "(every worker reads all files). Rebuild with a smaller --records-per-shard for large data.",
-                    m.path, split, len(files), pipelines)
-        ds = ds.shard(pipelines, ctx.input_pipeline_id)
-    return ds
+                    m.path, split, len(files), n)
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if by_file:
+        ds = ds.shard(n, ctx.input_pipeline_id)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    return ds, (n if n > 1 and not by_file else 1), (ctx.input_pipeline_id if ctx else 0)
 
 
-def make_dataset(manifests: Manifest | str | Sequence[Manifest | str], split: str, global_batch_size: int,
+def _blocks(m: Manifest, split: str, ctx, training: bool, seed, block: int) -> tf.data.Dataset:
+    """Blocks of raw framed records (k, record_bytes) uint8, shard by shard."""
+    size, _ = m.schema.framed_layout()
+    files, every, pid = _files(m, split, ctx, training, seed)
+    folder = m.folder
+    header = tf.constant(list(frame_fixed(np.zeros((1, size - 16), np.uint8))[0, :12]), tf.uint8)
+
+    def load(path):
+        raw = tf.io.decode_raw(tf.io.decode_compressed(tf.io.read_file(path), compression_type="ZLIB"), tf.uint8)
+        tf.debugging.assert_equal(tf.size(raw) % size, 0, message=f"a shard in {folder} is not a whole number of "
+                                  f"{size}-byte records (corrupted, or written with another schema)")
+        rows = tf.reshape(raw, [-1, size])
+        tf.debugging.assert_equal(rows[:, :12], tf.broadcast_to(header, tf.shape(rows[:, :12])),
+                                  message=f"a shard in {folder} has records of another length than its manifest")
+        if every > 1:
+            rows = rows[pid::every]
+        if training:
+            rows = tf.gather(rows, tf.random.shuffle(tf.range(tf.shape(rows)[0]), seed=seed))
+        k = tf.shape(rows)[0] // block
+        full = tf.data.Dataset.from_tensor_slices(tf.reshape(rows[: k * block], [k, block, size]))
+        return full.concatenate(tf.data.Dataset.from_tensors(rows[k * block:]))
+
+    if not training:  # evaluation reads shards in order, so outputs line up with inputs
+        return files.flat_map(load)
+    return files.interleave(load, cycle_length=2, block_length=1, num_parallel_calls=AUTOTUNE, deterministic=False)
+
+
+def _records(m: Manifest, split: str, ctx, training: bool, seed) -> tf.data.Dataset:
+    files, every, pid = _files(m, split, ctx, training, seed)
+    ds = files.flat_map(lambda f: tf.data.TFRecordDataset(f, compression_type="ZLIB", buffer_size=1 << 20))
+    return ds.shard(every, pid) if every > 1 else ds
+
+
+def _field_parser(schema: RecordSchema, batch_shape: int):
+    """Vectorised slicing of fields out of (b, record_bytes) framed records."""
+    _, off = schema.framed_layout()
+    L = schema.length
+
+    def parse(rows):
+        out = {"seq": tf.ensure_shape(rows[:, off["seq"]:off["seq"] + L], [batch_shape, L]),
+               "fold": rows[:, off["fold"]]}
+        if schema.labeled:
+            out["label"] = tf.bitcast(rows[:, off["label"]:off["label"] + 4], tf.float32)
+            if schema.singleton:
+                out["is_singleton"] = rows[:, off["is_singleton"]]
+        return out
+
+    return parse
+
+
+def _proto_parser(schema: RecordSchema, batch_shape: int):
+    spec, L = schema.tf_features(), schema.length
+
+    def parse(serialized):
+        ex = tf.io.parse_example(serialized, spec)
+        out = {"seq": tf.reshape(tf.io.decode_raw(ex["seq"], tf.uint8), [batch_shape or -1, L]),
+               "fold": tf.cast(ex["fold"], tf.uint8)}
+        for k in ("label", "id"):
+            if k in ex:
+                out[k] = ex[k]
+        if "is_singleton" in ex:
+            out["is_singleton"] = tf.cast(ex["is_singleton"], tf.uint8)
+        return out
+
+    return parse
+
+
+def make_dataset(manifests: Manifest | str | os.PathLike | Sequence, split: str, global_batch_size: int,
                  input_context: tf.distribute.InputContext | None = None, *, training: bool = True,
                  repeat: bool | None = None, shuffle_buffer: int = 100_000, seed: int | None = None,
                  drop_remainder: bool = False, weights: Sequence[float] | None = None,
-                 parallel_reads: int = 4) -> tf.data.Dataset:
+                 block: int = 64) -> tf.data.Dataset:
     """Batches for one input pipeline: {"seq": uint8 (b, L), "label": float32 (b,), "fold": uint8 (b,), ...}.
 
     `global_batch_size` is split across replicas through `input_context` (b = per-replica size).
     Several manifests (e.g. two growth media) are sampled with `weights` (default: evenly) and
     repeat forever, so the caller sets steps per epoch. `drop_remainder=True` gives the static
-    batch shape TPUs need.
+    batch shape TPUs need. `shuffle_buffer` counts records (held as blocks of `block`).
     """
-    ms = [_as_manifest(manifests)] if isinstance(manifests, (Manifest, str, os.PathLike)) else [_as_manifest(m) for m in manifests]
+    single = isinstance(manifests, (Manifest, str, os.PathLike))
+    ms = [_as_manifest(manifests)] if single else [_as_manifest(m) for m in manifests]
     schema = ms[0].schema
     for m in ms[1:]:
         if m.schema != schema or m.layout != ms[0].layout:
             raise ManifestError(f"{m.path}: layout/schema differs from {ms[0].path}; cannot mix them")
     batch = input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size
-    streams = [_records(m, split, input_context, training, seed, parallel_reads) for m in ms]
+    fast = schema.fixed_size
+    if fast:
+        streams = [_blocks(m, split, input_context, training, seed, block) for m in ms]
+    else:
+        streams = [_records(m, split, input_context, training, seed) for m in ms]
     if len(streams) > 1:
         ds = tf.data.Dataset.sample_from_datasets([s.repeat() for s in streams], weights=weights, seed=seed)
         repeat = False
     else:
         ds = streams[0]
     if training and shuffle_buffer > 1:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat if repeat is not None else False:
+        ds = ds.shuffle(max(shuffle_buffer // (block if fast else 1), 2), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
         ds = ds.repeat()
-    spec = schema.tf_features()
-    length = schema.length
-
-    def parse(serialized):
-        ex = tf.io.parse_example(serialized, spec)
-        out = {"seq": tf.reshape(tf.io.decode_raw(ex["seq"], tf.uint8), [batch if drop_remainder else -1, length]),
-               "fold": tf.cast(ex["fold"], tf.uint8)}
-        if "label" in ex:
-            out["label"] = ex["label"]
-        if "is_singleton" in ex:
-            out["is_singleton"] = tf.cast(ex["is_singleton"], tf.uint8)
-        if "id" in ex:
-            out["id"] = ex["id"]
-        return out
-
-    ds = ds.batch(batch, drop_remainder=drop_remainder)
-    ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    static = batch if drop_remainder else None
+    if fast:
+        ds = ds.rebatch(batch, drop_remainder=drop_remainder).map(_field_parser(schema, static),
+                                                                  num_parallel_calls=AUTOTUNE)
+    else:
+        ds = ds.batch(batch, drop_remainder=drop_remainder).map(_proto_parser(schema, static),
+                                                                num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
-    options.experimental_deterministic = not training
+    options.deterministic = not training
     return ds.with_options(options).prefetch(AUTOTUNE)

@@ -79,6 +79,20 @@ class RecordSchema:
         offsets = {n: int(np.flatnonzero(build(n) != base)[0]) for n in kinds}
         return base.copy(), offsets
 
+    @property
+    def fixed_size(self) -> bool:
+        """Whether every record has the same bytes layout (all but FASTA ids)."""
+        return not self.has_ids
+
+    def framed_layout(self) -> tuple[int, dict[str, int]]:
+        """(bytes per framed TFRecord record, payload offset of each field within it).
+
+        Fixed-size records let the reader slice fields straight out of a decompressed shard
+        instead of parsing protobufs one by one; 12 = the TFRecord length + length-CRC header.
+        """
+        template, off = self._template()
+        return template.size + 16, {k: v + 12 for k, v in off.items()}
+
     def serialize_fixed(self, seq: np.ndarray, fold: np.ndarray, label: np.ndarray | None = None,
                         is_singleton: np.ndarray | None = None) -> np.ndarray:
         """Serialize n records at once into an (n, record_size) uint8 array."""

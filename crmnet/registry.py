@@ -18,7 +18,7 @@ SPEC = register(ModelSpec(
     layout="crmnet",
     build=_build,
     default_config=lambda: CRMnetConfig().to_dict(),
-    presets={"tiny": lambda: CRMnetConfig.tiny().to_dict(), "small": _small},
+    presets={"tiny": lambda: CRMnetConfig.tiny(seq_len=112).to_dict(), "small": _small},
     loss="huber",
     optimizer={"name": "adam"},
     schedule={"name": "crmnet_warmup_cosine", "base_lr": 1e-4, "peak_lr": 1e-3, "final_lr": 1e-4,

@@ -258,7 +258,9 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
                 by_reason[r.reason] += 1
 
             last_report = time.time()
-            for job, res in _ordered(_jobs(inputs, args, layout, split, problems, file_info), args.workers):
+            # small inputs are not worth starting worker processes for
+            workers = args.workers if sum(os.path.getsize(p) for p in inputs) > 2 * args.chunk_bytes else 1
+            for job, res in _ordered(_jobs(inputs, args, layout, split, problems, file_info), workers):
                 path = inputs[job.chunk.file_index]
                 for r in res.rejections:
                     rejected(path, r)

@@ -170,8 +170,8 @@ def test_rebuild_replaces_whole_folder_and_refuses_foreign_folder(tmp_path, sim_
 
 def test_random_split_is_deterministic(tmp_path, sim_tsv):
     path = sim_tsv[0]
-    a = run_build([path], tmp_path / "a", "--split", "random", "--val-fraction", "0.1", "--workers", "1")
-    b = run_build([path], tmp_path / "b", "--split", "random", "--val-fraction", "0.1", "--workers", "2")
+    a = run_build([path], tmp_path / "a", "--split", "random", "--val-fraction", "0.1", "--workers", "1", "--chunk-bytes", "40000")
+    b = run_build([path], tmp_path / "b", "--split", "random", "--val-fraction", "0.1", "--workers", "2", "--chunk-bytes", "40000")
     assert a["splits"]["val"]["records"] == b["splits"]["val"]["records"]
     assert 0.06 < a["splits"]["val"]["records"] / a["counts"]["written"] < 0.14
     assert a["splits"]["val"]["shards"][0]["sha256"] == b["splits"]["val"]["shards"][0]["sha256"]

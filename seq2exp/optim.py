@@ -7,6 +7,7 @@ resumed run (optimizer state restored) continues the schedule where it stopped.
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from seq2exp.schedules import InverseSqrtWarmup, OneCycleCosine, crmnet_schedule
 
@@ -79,3 +80,38 @@ def inner_optimizer(opt):
 def current_lr(opt) -> float:
     """Learning rate the next update will use (schedules evaluated at `iterations`)."""
     return float(keras.ops.convert_to_numpy(inner_optimizer(opt).learning_rate))
+
+
+def use_reduced_gradients(opt) -> None:
+    """Make `apply` take gradients that the caller has already summed over replicas.
+
+    Keras all-reduces inside `apply`, after clipping each replica's partial gradient; a loop that
+    all-reduces first gets global-norm clipping and one finite/non-finite verdict on every replica.
+    """
+    inner_optimizer(opt)._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
+
+
+def apply_if_finite(opt, grads, variables, finite) -> None:
+    """`opt.apply` only where `finite` (identical on all replicas), from inside `strategy.run`.
+
+    Strategies that synchronise through merge_call cannot have it inside a cond in replica context,
+    so there the cond runs in cross-replica context, as Keras' LossScaleOptimizer does.
+    """
+    def skip():
+        return tf.constant(False)
+
+    def apply():
+        opt.apply(grads, variables)
+        return tf.constant(True)
+
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(finite, apply, skip)
+        return
+
+    def cross_replica(distribution, finite, grads):
+        def apply_all():
+            distribution.extended.call_for_each_replica(lambda g: opt.apply(g, variables), args=(grads,))
+            return tf.constant(True)
+        tf.cond(distribution.experimental_local_results(finite)[0], apply_all, skip)
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, grads))

@@ -62,7 +62,7 @@ def _tpu(tpu: str | None) -> tf.distribute.Strategy:
         if tpu != "local":  # a TPU VM's own chips need no remote connection
             tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as err:
+    except Exception as err:  # noqa: BLE001 - resolver failures come as ValueError, URLError, OpError, ...
         where = f"tpu={tpu!r}" if tpu else "the TPU_NAME environment variable / this VM"
         raise StrategyError(f"no usable TPU found via {where}: {err}. Pass --tpu NAME (or 'local' on a TPU VM), "
                             f"or choose another strategy.") from err
@@ -76,17 +76,18 @@ def _tpu_configured(tpu: str | None) -> bool:
 
 def resolve_strategy(name: str = "auto", tpu: str | None = None,
                      collective_timeout_s: float | None = DEFAULT_COLLECTIVE_TIMEOUT_S) -> tf.distribute.Strategy:
-    """Strategy by name; "auto" = TPU if configured, else all local GPUs if >1, else the default one."""
+    """Strategy by name. "auto": a configured TPU, else multi-worker when TF_CONFIG is set, else all
+    local GPUs if more than one, else one device. Call before any other TensorFlow work."""
     key = (name or "auto").lower().replace("-", "").replace("_", "")
     key = {"multiworkermirrored": "multiworker", "onedevice": "default"}.get(key, key)
     if key not in STRATEGIES:
         raise StrategyError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
     if key == "auto":
+        if _tpu_configured(tpu):
+            return _tpu(tpu if tpu else ("local" if not os.environ.get("TPU_NAME") else None))
         if os.environ.get("TF_CONFIG"):
             log.info("TF_CONFIG is set: using MultiWorkerMirroredStrategy")
             return _multiworker(collective_timeout_s)
-        if _tpu_configured(tpu):
-            return _tpu(tpu if tpu else ("local" if not os.environ.get("TPU_NAME") else None))
         gpus = tf.config.list_logical_devices("GPU")
         if len(gpus) > 1:
             return tf.distribute.MirroredStrategy()
@@ -100,6 +101,10 @@ def resolve_strategy(name: str = "auto", tpu: str | None = None,
     if key == "multiworker":
         return _multiworker(collective_timeout_s)
     return _tpu(tpu)
+
+
+_FRIENDLY = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",
+             "_DefaultDistributionStrategy": "DefaultStrategy"}
 
 
 def _cluster(strategy) -> tuple[str | None, int, dict]:
@@ -128,9 +133,10 @@ def describe(strategy=None) -> dict:
     workers = sum(len(v) for k, v in spec.items() if k in ("chief", "worker")) or 1
     try:
         devices = list(strategy.extended.worker_devices)
-    except (AttributeError, RuntimeError):
-        devices = []
-    return {"name": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync), "devices": devices,
+    except (AttributeError, RuntimeError):  # the default strategy: TF's usual placement
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")[:1]] or ["/device:CPU:0"]
+    name = _FRIENDLY.get(type(strategy).__name__, type(strategy).__name__)
+    return {"name": name, "replicas": int(strategy.num_replicas_in_sync), "devices": devices,
             "workers": workers, "task_type": task_type, "worker_index": task_id, "chief": is_chief(strategy)}
 
 
@@ -141,3 +147,12 @@ def set_precision(policy: str = "float32") -> str:
         raise ValueError(f"unknown precision {policy!r}; choose one of {PRECISIONS}")
     keras.mixed_precision.set_dtype_policy(name)
     return name
+
+
+def _one():
+    return tf.constant(1.0)
+
+
+def barrier(strategy) -> None:
+    """Block until every worker gets here (a one-number all-reduce); e.g. before reading the chief's files."""
+    strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(_one), axis=None)

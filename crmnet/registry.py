@@ -13,6 +13,11 @@ def _small() -> dict:
             "decoder_filters": 32, "head_conv_filters": (32, 16, 8), "dense_units": (64, 32, 16, 8)}
 
 
+def _initialize(model, stats: dict) -> None:
+    """Start the linear output at the training mean (the published code starts it at 0)."""
+    model.get_layer("expression").bias.assign([stats["mean"]])
+
+
 SPEC = register(ModelSpec(
     name="crmnet",
     layout="crmnet",
@@ -20,6 +25,7 @@ SPEC = register(ModelSpec(
     default_config=lambda: CRMnetConfig().to_dict(),
     presets={"tiny": lambda: CRMnetConfig.tiny(seq_len=112).to_dict(), "small": _small},
     loss="huber",
+    initialize=_initialize,
     optimizer={"name": "adam"},
     schedule={"name": "crmnet_warmup_cosine", "base_lr": 1e-4, "peak_lr": 1e-3, "final_lr": 1e-4,
               "warmup_epochs": 10, "scale_with_replicas": True},

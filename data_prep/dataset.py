@@ -75,7 +75,9 @@ def _blocks(m: Manifest, split: str, ctx, training: bool, seed, block: int) -> t
 
     if not training:  # evaluation reads shards in order, so outputs line up with inputs
         return files.flat_map(load)
-    return files.interleave(load, cycle_length=2, block_length=1, num_parallel_calls=AUTOTUNE, deterministic=False)
+    # a seeded pipeline is reproducible (exact resume); an unseeded one may take whichever shard is ready
+    return files.interleave(load, cycle_length=2, block_length=1, num_parallel_calls=AUTOTUNE,
+                            deterministic=seed is not None)
 
 
 def _records(m: Manifest, split: str, ctx, training: bool, seed) -> tf.data.Dataset:
@@ -159,5 +161,5 @@ def make_dataset(manifests: Manifest | str | os.PathLike | Sequence, split: str,
         ds = ds.batch(batch, drop_remainder=drop_remainder).map(_proto_parser(schema, static),
                                                                 num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
-    options.deterministic = not training
+    options.deterministic = not training or seed is not None
     return ds.with_options(options).prefetch(AUTOTUNE)

@@ -2,28 +2,32 @@
 
 Why: zlib level 6 was the build's bottleneck (~70k records/s per core) and level 1 costs ~20% more
 space. Framed TFRecord chunks are rigid (every record has the same length R, and most columns repeat
-the record above), so instead of searching for matches we *plan* them. Columns that never change in
-the chunk form runs copied from the record above (distance R); the few varying bytes between nearby
-runs (fold, label, flags) are bridged by copying from the nearest earlier record that agrees on them
-(distance k*R), chosen per record by a small vectorised shortest-path over the run boundaries; the rest
-(DNA, CRCs) are literals. One dynamic-Huffman block is built from the actual token counts and packed
-with cumulative sums. The segment ends byte-aligned with an empty stored block (like Z_SYNC_FLUSH),
-is never final and never refers before its own start, so segments concatenate (`tfrecord.ShardWriter`).
+the record above), so instead of searching for matches we *plan* them. Runs of columns that (nearly)
+never change are copied from an earlier record (distance k*R); the few varying bytes between nearby
+runs (fold, label, flags) are bridged by copying from the nearest earlier record that agrees on them,
+chosen per record by a vectorised shortest path over the run edges; a record that no earlier one
+matches patches the run up from the record above; the rest (DNA, CRCs) are literals. One
+dynamic-Huffman block is built from the token counts and bit-packed with cumulative sums. The
+segment ends byte-aligned with an empty stored block (like Z_SYNC_FLUSH), is never final and never
+refers before its own start, so segments concatenate (see `tfrecord.ShardWriter`).
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 
 import numpy as np
 
-EMPTY_SEGMENT = b"\x00\x00\x00\xff\xff"  # an empty non-final stored block: what a sync flush adds
-WINDOW, MAX_MATCH, MAX_GAP = 32768, 258, 8
+EMPTY_SEGMENT = b"\x00\x00\x00\xff\xff"  # an empty non-final stored block: all that a sync flush adds
+WINDOW, MAX_MATCH = 32768, 258
+MAX_GAP, MAX_RUNS = 8, 4  # a chain: up to MAX_RUNS runs split by gaps of <= MAX_GAP varying columns
+BLOCK, SAMPLE = 8192, 4096  # records encoded at a time; records sampled for column and byte statistics
+_INF, _PATCH = 1 << 28, 1 << 20  # costs: an impossible copy; a patched-up run (only if no copy fits)
 _LBASE = (3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
           163, 195, 227, 258)
 _DBASE = (1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049,
           3073, 4097, 6145, 8193, 12289, 16385, 24577)
 _CL_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
-_INF = 1 << 20
 
 
 def _code_table(bases, n_values, extra_of):
@@ -40,7 +44,8 @@ _LSYM = _LSYM + 257
 
 
 def huffman_lengths(freq, limit: int) -> np.ndarray:
-    """Optimal prefix-code lengths for `freq`, limited to `limit` bits (JPEG Annex K.3 style repair)."""
+    """Huffman code lengths for `freq` (0 for unused symbols), at most `limit` bits: too-deep leaves
+    move up in pairs, each pair hanging under a shallower leaf instead, so the code stays complete."""
     freq = np.asarray(freq, dtype=np.int64)
     lengths = np.zeros(freq.size, dtype=np.int64)
     used = np.flatnonzero(freq)
@@ -49,43 +54,35 @@ def huffman_lengths(freq, limit: int) -> np.ndarray:
         return lengths
     heap = [(int(freq[s]), i) for i, s in enumerate(used)]
     heapq.heapify(heap)
-    parent = [0] * (2 * used.size - 1)
-    nxt = used.size
+    parent, node = [0] * (2 * used.size - 1), used.size
     while len(heap) > 1:
         (wa, a), (wb, b) = heapq.heappop(heap), heapq.heappop(heap)
-        parent[a] = parent[b] = nxt
-        heapq.heappush(heap, (wa + wb, nxt))
-        nxt += 1
-    depth = [0] * nxt
-    for node in range(nxt - 2, -1, -1):  # parents always come after their children
-        depth[node] = depth[parent[node]] + 1
-    depth = np.array(depth[:used.size])
-    bits = np.bincount(depth, minlength=max(limit, int(depth.max())) + 1)
-    for i in range(bits.size - 1, limit, -1):  # move pairs of too-deep leaves up, keeping Kraft = 1
-        while bits[i] > 0:
-            j = i - 2
-            while bits[j] == 0:
-                j -= 1
+        parent[a] = parent[b] = node
+        heapq.heappush(heap, (wa + wb, node))
+        node += 1
+    depth = [0] * node
+    for i in range(node - 2, -1, -1):  # a parent is always created after its children
+        depth[i] = depth[parent[i]] + 1
+    bits = np.bincount(depth[:used.size], minlength=max(limit, max(depth)) + 1)
+    for i in range(bits.size - 1, limit, -1):
+        while bits[i]:
+            j = np.flatnonzero(bits[:i - 1])[-1]  # the deepest leaf that can take a pair under it
             bits[i] -= 2
             bits[i - 1] += 1
-            bits[j + 1] += 2
             bits[j] -= 1
-    order = used[np.argsort(-freq[used], kind="stable")]  # most frequent get the shortest codes
+            bits[j + 1] += 2
+    order = used[np.argsort(-freq[used], kind="stable")]  # the most frequent get the shortest codes
     lengths[order] = np.repeat(np.arange(limit + 1), bits[:limit + 1])
     return lengths
 
 
 def canonical_codes(lengths) -> np.ndarray:
-    """RFC 1951 canonical codes, bit-reversed so they can be packed LSB-first."""
+    """RFC 1951 canonical codes, bit-reversed so that they can be packed LSB-first."""
     lengths = [int(x) for x in lengths]
-    count = [0] * 17
-    for x in lengths:
-        count[x] += 1
-    count[0] = 0
-    code, nxt = 0, [0] * 17
-    for b in range(1, 17):
-        code = (code + count[b - 1]) << 1
-        nxt[b] = code
+    count = np.bincount(lengths, minlength=16).tolist()
+    nxt = [0] * 17
+    for b in range(2, 17):
+        nxt[b] = (nxt[b - 1] + count[b - 1]) << 1
     out = np.zeros(len(lengths), dtype=np.uint64)
     for s, x in enumerate(lengths):
         if x:
@@ -94,68 +91,60 @@ def canonical_codes(lengths) -> np.ndarray:
     return out
 
 
-def pack_bits(vals: np.ndarray, nbits: np.ndarray) -> tuple[bytes, int]:
-    """Concatenate LSB-first bit fields (each <= 64 bits; unused high bits zero) -> (bytes, total bits).
-    Fields never overlap, so per-word sums (differences of a wrapping cumsum) equal per-word ORs."""
-    nb = np.asarray(nbits, dtype=np.uint64)
-    end = np.cumsum(nb)
-    total = int(end[-1]) if end.size else 0
-    if total == 0:
-        return b"", 0
-    off = end - nb
-    word = off >> np.uint64(6)
-    sh = off & np.uint64(63)
-    vals = np.asarray(vals, dtype=np.uint64)
-    last = np.append(np.flatnonzero(word[1:] != word[:-1]), word.size - 1)  # last field in each word
-    out = np.zeros(int(word[-1]) + 2, dtype=np.uint64)
-    w = word[last].astype(np.intp)
-    one = np.uint64(1)
-    for part, dw in ((vals << sh, 0), ((vals >> one) >> (np.uint64(63) - sh), 1)):  # (no shifts by 64)
-        cs = np.cumsum(part)[last]
-        cs[1:] -= cs[:-1].copy()
-        out[w + dw] += cs
-    return out.astype("<u8", copy=False).tobytes()[:(total + 7) // 8], total
+def pack_bits(vals: np.ndarray, nbits: np.ndarray, inner=()) -> tuple[np.ndarray, int]:
+    """LSB-first concatenation of bit fields -> (uint64 words, total bits). `vals` are uint64 with
+    nothing above their lengths `nbits`, and are overwritten. A field longer than 64 bits must be 0:
+    `inner` holds (field indices, (m, L) values, (m, L) lengths) of the fields that fill such ones.
+    Fields never overlap, so a word's sum (the difference of a wrapping cumsum at its last field)
+    equals its OR; the parts spilling into the next words are summed the same way."""
+    nbits = np.asarray(nbits, np.uint16)
+    off = np.cumsum(nbits, dtype=np.uint64)
+    total = int(off[-1])
+    out = np.zeros(total // 64 + 2, dtype="<u8")
+    off -= nbits
+    groups = [(codes.ravel(), (off[idx][:, None] + np.cumsum(lens, 1, dtype=np.uint64) - lens).ravel())
+              for idx, codes, lens in inner]
+    for vals, off in [(vals, off)] + groups:
+        word = off >> np.uint64(6)
+        off &= np.uint64(63)
+        last = np.append(np.flatnonzero(word[1:] != word[:-1]), word.size - 1)
+        w = word[last].astype(np.intp)
+        lo = vals << off
+        np.subtract(np.uint64(63), off, out=off)
+        vals >>= np.uint64(1)
+        vals >>= off  # two shifts: never shift by 64
+        for part, dw in ((lo, 0), (vals, 1)):
+            cs = np.cumsum(part, out=part)[last]
+            cs[1:] -= cs[:-1].copy()
+            out[w + dw] += cs
+    return out, total
 
 
-def _rle_lengths(seq: list[int]) -> list[tuple[int, int, int]]:
-    """Code lengths -> (symbol, extra value, extra bits) with the repeat symbols 16/17/18."""
-    out, i = [], 0
+def _header(ll: np.ndarray, dl: np.ndarray) -> tuple[list[int], list[int]]:
+    """Bit fields of a non-final dynamic-Huffman block header (RFC 1951 3.2.7): the code lengths,
+    run-length coded with 16 (repeat the last 3-6 times), 17 (3-10 zeros) and 18 (11-138 zeros)."""
+    hlit, hdist = max(257, int(np.flatnonzero(ll)[-1]) + 1), int(np.flatnonzero(dl)[-1]) + 1
+    seq, rle, i = ll[:hlit].tolist() + dl[:hdist].tolist(), [], 0
     while i < len(seq):
         v, run = seq[i], 1
         while i + run < len(seq) and seq[i + run] == v:
             run += 1
         i += run
-        if v == 0:
-            while run >= 11:
-                r = min(run, 138)
-                out.append((18, r - 11, 7))
-                run -= r
-            if run >= 3:
-                out.append((17, run - 3, 3))
-                run = 0
-        else:
-            out.append((v, 0, 0))
+        if v:
+            rle.append((v, 0, 0))
             run -= 1
-            while run >= 3:
-                r = min(run, 6)
-                out.append((16, r - 3, 2))
-                run -= r
-        out.extend((v, 0, 0) for _ in range(run))
-    return out
-
-
-def _header(ll: np.ndarray, dl: np.ndarray) -> tuple[list[int], list[int]]:
-    """Bit fields of a non-final dynamic-Huffman block header (RFC 1951 3.2.7)."""
-    hlit = max(257, int(np.flatnonzero(ll)[-1]) + 1)
-    hdist = max(1, int(np.flatnonzero(dl)[-1]) + 1)
-    rle = _rle_lengths([int(x) for x in ll[:hlit]] + [int(x) for x in dl[:hdist]])
+        for sym, lo, hi, nx in ((16, 3, 6, 2),) if v else ((18, 11, 138, 7), (17, 3, 10, 3)):
+            while run >= lo:
+                rle.append((sym, min(run, hi) - lo, nx))
+                run -= min(run, hi)
+        rle += [(v, 0, 0)] * run
     freq = np.bincount([s for s, _, _ in rle], minlength=19)
-    if np.count_nonzero(freq) < 2:
-        freq[0 if freq[0] == 0 else 1] = 1
+    if np.count_nonzero(freq) < 2:  # a one-symbol code-length code is incomplete: add an unused one
+        freq[int(freq[0] > 0)] = 1
     cl = huffman_lengths(freq, 7)
     cc = canonical_codes(cl)
     hclen = max(4, max(i for i, s in enumerate(_CL_ORDER) if cl[s]) + 1)
-    vals = [4, hlit - 257, hdist - 1, hclen - 4] + [int(cl[s]) for s in _CL_ORDER[:hclen]]
+    vals = [2 << 1, hlit - 257, hdist - 1, hclen - 4] + [int(cl[s]) for s in _CL_ORDER[:hclen]]
     nbits = [3, 5, 5, 4] + [3] * hclen
     for s, xv, xn in rle:
         vals += [int(cc[s]), xv]
@@ -163,154 +152,185 @@ def _header(ll: np.ndarray, dl: np.ndarray) -> tuple[list[int], list[int]]:
     return vals, nbits
 
 
-def _nearest_equal(cols: np.ndarray, limit: int) -> np.ndarray:
-    """For each row of the (n, m) uint8 array, the distance to the nearest earlier equal row (0: none
-    within `limit`). One sort of (key, row) pairs; hashed keys are verified."""
-    n, m = cols.shape
-    ib = max(1, (n - 1).bit_length())
-    key = np.zeros(n, dtype=np.uint64)
-    exact = 8 * m + ib <= 64
-    for j in range(m):
-        if exact:
-            key |= cols[:, j].astype(np.uint64) << np.uint64(8 * j)
-        else:
-            key = key * np.uint64(0x9E3779B97F4A7C15) + cols[:, j]
-    if not exact:
-        key >>= np.uint64(ib)
-    s = np.sort((key << np.uint64(ib)) | np.arange(n, dtype=np.uint64))
-    same = np.flatnonzero((s[1:] >> np.uint64(ib)) == (s[:-1] >> np.uint64(ib)))
-    mask = np.uint64((1 << ib) - 1)
-    cur = (s[1:][same] & mask).astype(np.int64)
-    k = np.zeros(n, dtype=np.int64)
-    k[cur] = cur - (s[:-1][same] & mask).astype(np.int64)
+def _nearest_equal(rec: np.ndarray, cols: list[int], limit: int) -> np.ndarray:
+    """For each record, the distance (<= limit records) to the nearest earlier one that agrees on
+    `cols`, 0 if none: one sort of (key << b | row). Keys over 64 - b bits hash the column range
+    cols[0]..cols[-1] instead, and candidates are then compared byte for byte."""
+    n = rec.shape[0]
+    b = max(1, (n - 1).bit_length())
+    exact = 8 * len(cols) + b <= 64
+    buf = np.zeros((n, 8 if exact else -(-(cols[-1] + 1 - cols[0]) // 8) * 8), np.uint8)
+    if exact:
+        buf[:, :len(cols)] = rec[:, cols]
+        key = buf.view("<u8").ravel()
+    else:
+        buf[:, :cols[-1] + 1 - cols[0]] = rec[:, cols[0]:cols[-1] + 1]
+        key = np.zeros(n, np.uint64)
+        for w in buf.view("<u8").T:
+            key ^= w
+            key *= np.uint64(0x9E3779B97F4A7C15)
+            key ^= key >> np.uint64(29)
+        key >>= np.uint64(b)
+    key <<= np.uint64(b)
+    key |= np.arange(n, dtype=np.uint64)
+    key.sort()
+    row = (key & np.uint64((1 << b) - 1)).astype(np.intp)
+    key >>= np.uint64(b)
+    same = np.flatnonzero(key[1:] == key[:-1])
+    k = np.zeros(n, np.int64)
+    k[row[same + 1]] = row[same + 1] - row[same]
     k[k > limit] = 0
     if not exact:
-        bad = (k > 0) & np.any(cols != cols[np.arange(n) - k], axis=1)
+        prev, bad = np.arange(n) - k, np.zeros(n, bool)
+        for w in buf.view("<u8").T:
+            bad |= w != w[prev]
         k[bad] = 0
     return k
 
 
-def _plan(rec: np.ndarray, K: int) -> list:
-    """Record layout as items in column order: ("lit", a, b) literal columns, ("runs", [(a, b), ...])
-    runs of constant columns, separated by gaps of at most MAX_GAP varying columns."""
+def _stretches(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends of the stretches of True in a 1-d mask."""
+    edge = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
+
+
+def _patch(X: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Tokens for the (M, L) bytes X of records that no earlier record matches on a run: per byte,
+    the length of a copy from the record above starting there (stretches of >= 3 equal bytes),
+    -1 for a literal, 0 inside a copy."""
+    M, L = X.shape
+    eq = np.concatenate([X == above, np.zeros((M, 1), bool)], 1).ravel()
+    start, end = _stretches(eq)
+    keep = end - start >= 3
+    cover = np.zeros(eq.size + 1, np.int32)
+    cover[start[keep]], cover[end[keep]] = 1, -1
+    tok = np.where(np.cumsum(cover)[:-1] > 0, 0, -1).astype(np.int16)
+    tok[start[keep]] = (end - start)[keep]
+    return tok.reshape(M, L + 1)[:, :L]
+
+
+def _plan(rec: np.ndarray, K: int):
+    """-> (items in column order: ("lit", a, b) literal columns or ("runs", [(a, b), ..]) chains of
+    runs, soft mask). Runs are >= 3 columns, constant or "soft" (usually equal to the record above)
+    where a stretch holds more than MAX_GAP soft columns; fewer soft columns are gap columns."""
     n, R = rec.shape
     chains: list[list[tuple[int, int]]] = []
+    soft = np.zeros(R, bool)
     if n > 1 and K > 0:
-        const = np.concatenate(([0], (rec.min(0) == rec.max(0)).astype(np.int8), [0]))
-        edge = np.diff(const)
-        for a, b in zip(np.flatnonzero(edge == 1).tolist(), np.flatnonzero(edge == -1).tolist()):
-            if b - a >= 3:
-                if chains and a - chains[-1][-1][1] <= MAX_GAP:
-                    chains[-1].append((a, b))
-                else:
-                    chains.append([(a, b)])
+        const = rec.min(0) == rec.max(0)
+        i = np.arange(1, n, max(1, n // SAMPLE))
+        soft = ~const & ((rec[i] == rec[i - 1]).mean(0) >= 0.5)
+        for a, b in zip(*_stretches(const | soft)):
+            soft[a:b] &= soft[a:b].sum() > MAX_GAP
+        for a, b in zip(*map(np.ndarray.tolist, _stretches(const | soft))):
+            if b - a >= 3 and chains and a - chains[-1][-1][1] <= MAX_GAP and len(chains[-1]) < MAX_RUNS:
+                chains[-1].append((a, b))
+            elif b - a >= 3:
+                chains.append([(a, b)])
     items, pos = [], 0
     for ch in chains:
-        if ch[0][0] > pos:
-            items.append(("lit", pos, ch[0][0]))
+        items += [("lit", pos, ch[0][0])] if ch[0][0] > pos else []
         items.append(("runs", ch))
         pos = ch[-1][1]
-    if pos < R:
-        items.append(("lit", pos, R))
-    return items
+    return items + ([("lit", pos, R)] if pos < R else []), soft
 
 
 class _Chain:
-    """Runs bridged per record: a shortest path over positions P (run edges, gap columns, split points
-    of runs longer than MAX_MATCH). Edges: a literal over one gap column; a match from a run to a run
-    start or the chain end, copying from the nearest earlier record that agrees on the gap columns in
-    between; or a match from inside a gap, copying from the record above where it agrees."""
+    """Runs coded per record as a shortest path over positions P (run edges, gap columns, splits of
+    runs longer than MAX_MATCH). Edges (u, t, key): key -1, a literal (gap column); key >= 0, a copy
+    from a run into a later run or the end, from the nearest earlier record that agrees on the
+    varying columns covered (self.keys[key]: k per record, 0 if none), or from inside a gap to a run
+    end, from the record above where it agrees; key -2, a piece of a run with soft columns, patched
+    up from the record above (`_patch`) where no copy fits."""
 
-    PARTIAL = False
-
-    def __init__(self, rec: np.ndarray, runs, K: int):
+    def __init__(self, rec: np.ndarray, runs, K: int, soft: np.ndarray):
         self.var = var = [c for (_, b), (a, _) in zip(runs, runs[1:]) for c in range(b, a)]
-        pos = {runs[0][0], runs[-1][1], *var, *(v + 1 for v in var)}
-        for a, b in runs:
-            pieces = -(-(b - a) // MAX_MATCH)
-            pos.update(a + (b - a) * j // pieces for j in range(pieces))
-        self.P = np.array(sorted(pos))
-        self.fixed = not var  # no gap: the same tokens (copies from the record above) every record
-        self.edges = []  # (u, t, key): key -1 = literal, else index into self.keys (k per record)
-        self.keys = [np.ones(rec.shape[0] - 1, np.int64)]
-        if self.fixed:
-            return
-        varset, vi = set(var), {c: i for i, c in enumerate(var)}
-        diff = np.concatenate([np.zeros((rec.shape[0] - 1, 1), np.int32),
-                               np.cumsum(rec[1:, var] != rec[:-1, var], axis=1, dtype=np.int32)], axis=1)
-        cache: dict = {(): 0}
-        P = self.P.tolist()
+        varying = sorted(var + [c for a, b in runs for c in range(a, b) if soft[c]])
+        ends, pieces = {b for _, b in runs}, [(a, b, -(-(b - a) // MAX_MATCH)) for a, b in runs]
+        self.P = np.array(sorted(ends | set(var) | {a + (b - a) * j // p for a, b, p in pieces for j in range(p)}))
+        self.keys, self.edges = [np.ones(rec.shape[0] - 1, np.int64)], []
+        varset, cache, P, eq = set(var), {(): 0}, self.P.tolist(), {}
+
+        def same(c: int) -> np.ndarray:  # column c equals the record above
+            if c not in eq:
+                eq[c] = rec[1:, c] == rec[:-1, c]
+            return eq[c]
         for t in range(1, len(P)):
             for u in range(t):
                 a, b = P[u], P[t]
+                inside = tuple(varying[bisect.bisect_left(varying, a):bisect.bisect_left(varying, b)])
                 if a in varset and b == a + 1:
                     self.edges.append((u, t, -1))
                     continue
-                if not 3 <= b - a <= MAX_MATCH or (not self.PARTIAL and b - 1 in varset and b in varset and a not in varset):
-                    continue
-                inside = tuple(c for c in var if a <= c < b)
-                key = (a in varset and bool(inside),) + inside
-                if inside and key not in cache:
-                    if key[0]:  # starts inside a gap: only the record above, where it agrees
-                        i, j = vi[inside[0]], vi[inside[-1]] + 1
-                        k = (diff[:, j] == diff[:, i]).astype(np.int64)
-                    else:
-                        k = _nearest_equal(rec[:, list(inside)], K)[1:]
-                    cache[key] = len(self.keys)
-                    self.keys.append(k)
-                self.edges.append((u, t, cache[key if inside else ()]))
+                if t == u + 1 and inside:
+                    self.edges.append((u, t, -2))
+                if 3 <= b - a <= MAX_MATCH and not (b - 1 in varset and b in varset) and \
+                        not (a in varset and b not in ends):
+                    key = (a in varset,) + inside if inside else ()
+                    if key not in cache:
+                        cache[key] = len(self.keys)
+                        self.keys.append(np.logical_and.reduce([same(c) for c in inside]).astype(np.int64)
+                                         if a in varset else _nearest_equal(rec, list(inside), K)[1:])
+                    self.edges.append((u, t, cache[key]))
 
-    def path(self, rec1: np.ndarray, lit_cost, len_cost, dist_cost):
-        """Cheapest tokens per record -> (N, S) arrays: end index in P (0: no token starts here), k."""
-        N, S = rec1.shape[0], len(self.P) - 1
-        P = self.P
-        if self.fixed:
-            return np.broadcast_to(np.arange(1, S + 1, dtype=np.int16), (N, S)), np.ones((N, S), np.int64)
+    def path(self, rec1: np.ndarray, lit_cost, len_cost, dist_cost) -> list:
+        """Cheapest tokens for every record: per edge, the mask of records taking it."""
+        N, S, P = rec1.shape[0], len(self.P) - 1, self.P
         dcost = [np.take(dist_cost, k) for k in self.keys]
-        f = [np.zeros(N, np.int32)] + [None] * S
-        choice = [None] * (S + 1)
-        for e, (u, t, key) in enumerate(self.edges):
-            if key < 0:
+        f, choice = [np.zeros(N, np.int32)] + [None] * S, [None] * (S + 1)
+        for e, (u, t, key) in enumerate(self.edges):  # sorted by t, so f[u] is final when used
+            if key == -1:
                 c = f[u] + np.take(lit_cost, rec1[:, P[u]])
+            elif key == -2:
+                c = f[u] + _PATCH
             else:
-                c = f[u] + dcost[key] + len_cost[P[t] - P[u]]
+                c = f[u] + dcost[key]
+                c += len_cost[P[t] - P[u]]
             if f[t] is None:
                 f[t], choice[t] = c, np.full(N, e, np.int16)
             else:
                 better = c < f[t]
                 np.copyto(f[t], c, where=better)
                 np.copyto(choice[t], np.int16(e), where=better)
-        eu = np.array([u for u, _, _ in self.edges] + [0], np.int16)
-        ek = np.array([key for _, _, key in self.edges] + [0])
-        kmat = np.vstack(self.keys + [np.zeros(N, np.int64)])
-        ek[ek < 0] = len(self.keys)
-        end = np.zeros((N, S), np.int16)
-        kk = np.zeros((N, S), np.int64)
-        rows, cur = np.arange(N), np.full(N, S, np.int16)
-        chosen = np.vstack([np.zeros(N, np.int16)] + choice[1:])
-        while rows.size:
-            t = cur[rows]
-            e = chosen[t, rows]
-            u = eu[e]
-            end[rows, u] = t
-            kk[rows, u] = kmat[ek[e], rows]
-            cur[rows] = u
-            rows = rows[u > 0]
-        return end, kk
+        on, used = [None] * S + [np.ones(N, bool)], [None] * len(self.edges)
+        for e in range(len(self.edges) - 1, -1, -1):  # walk back from the end
+            u, t, _ = self.edges[e]
+            if on[t] is not None:
+                used[e] = m = on[t] & (choice[t] == e)
+                on[u] = m if on[u] is None else on[u] | m
+        return used
 
 
-def _costs(lit_freq, dist_freq, R: int, K: int, unseen: int):
-    """Bit costs (literal byte, match length incl. extra bits, distance k*R incl. extra bits)."""
-    ll = huffman_lengths(lit_freq, 15)
-    dl = huffman_lengths(dist_freq, 15)
-    ll[ll == 0] = unseen
-    dl[dl == 0] = unseen
-    len_cost = (ll[_LSYM] + _LNX).astype(np.int32)
-    len_cost[:3] = _INF
-    d = np.arange(K + 1) * R
-    dist_cost = (dl[_DSYM[d]] + _DNX[d]).astype(np.int32)
-    dist_cost[0] = _INF
-    return ll[:256].astype(np.int32), len_cost, dist_cost
+class _Fields:
+    """Per-record bit fields in stream order, as columns (uint64 values, bit counts); each is OR-ed
+    into the previous field while every record's total still fits in 64 bits. A patched-up run is
+    a field of its own, 0 for the records concerned: their tokens are placed when packing."""
+
+    def __init__(self):
+        self.cols, self.v, self.n, self.inner = [], None, None, []
+
+    def add(self, v: np.ndarray, n: np.ndarray, inner=None) -> None:  # takes ownership of v
+        if self.v is not None:
+            s = self.n + n
+            if inner is None and int(s.max()) <= 64:
+                v <<= self.n
+                self.v |= v
+                self.n = s
+                return
+            self.cols.append((self.v, self.n))
+        self.v, self.n = v, n
+        if inner is not None:  # (rows, token values, token lengths)
+            self.inner.append((len(self.cols),) + inner)
+            self.cols.append((v, n))
+            self.v = None
+
+    def packed(self) -> tuple[np.ndarray, int]:
+        cols = self.cols + ([(self.v, self.n)] if self.v is not None else [])
+        B, F = cols[0][0].size, len(cols)
+        vals, nbits = np.empty((B, F), np.uint64), np.empty((B, F), np.uint16)
+        for j, (v, n) in enumerate(cols):
+            vals[:, j], nbits[:, j] = v, n
+        return pack_bits(vals.ravel(), nbits.ravel(), [(r * F + j, c, n) for j, r, c, n in self.inner])
 
 
 def deflate_fixed_records(records: np.ndarray) -> bytes:
@@ -322,100 +342,110 @@ def deflate_fixed_records(records: np.ndarray) -> bytes:
     if n == 0 or R == 0:
         return EMPTY_SEGMENT
     K = min(WINDOW // R, n - 1)
-    items = _plan(rec, K)
-    rec1, N = rec[1:], n - 1
-    lit_freq = np.bincount(rec[0], minlength=286).astype(np.int64)
+    items, soft = _plan(rec, K)
+    rec1, N, step = rec[1:], n - 1, max(1, (n - 1) // SAMPLE)
+    chains = {i: _Chain(rec, it[1], K, soft) for i, it in enumerate(items) if it[0] == "runs"}
+    lit_freq, dist_freq = np.zeros(286, np.int64), np.zeros(30, np.int64)
     lit_freq[256] = 1
-    dist_freq = np.zeros(30, np.int64)
-    pairs, chains = {}, {}
-    for i, it in enumerate(items):
+    for it in items:  # literal columns: byte counts from a sample; then every byte needs a code
         if it[0] == "lit":
-            X = rec1[:, it[1]:it[2]]
-            w2 = X.shape[1] // 2 * 2
-            pairs[i] = np.ascontiguousarray(X[:, :w2]).view("<u2")
-            cnt = np.bincount(pairs[i].ravel(), minlength=65536).reshape(256, 256)
-            lit_freq[:256] += cnt.sum(0) + cnt.sum(1)
-            if w2 < X.shape[1]:
-                lit_freq[:256] += np.bincount(X[:, -1], minlength=256)
-        else:
-            chains[i] = _Chain(rec, it[1], K)
-    # first guess: every gap column a literal, every run a copy from the record above
-    guess_lit, guess_dist = lit_freq.copy(), dist_freq.copy()
-    for ch in chains.values():
-        if ch.var:
-            guess_lit[:256] += np.bincount(rec1[:, ch.var].ravel(), minlength=256)
-        lens = np.diff(ch.P)
-        lens = lens[lens >= 3]
-        guess_lit += N * np.bincount(_LSYM[lens], minlength=286)
-        guess_dist[_DSYM[R]] += N * lens.size
-    costs = _costs(guess_lit, guess_dist, R, K, 6)
-    paths = {}
+            lit_freq[:256] += step * np.bincount(rec1[::step, it[1]:it[2]].ravel(), minlength=256)
+    lit_freq[:256] += step > 1
+    # cost guesses: literals from byte counts (gap columns too), distance R 2 bits, others 6
+    guess = lit_freq[:256] + sum(step * np.bincount(rec1[::step, ch.var].ravel(), minlength=256)
+                                 for ch in chains.values())
+    ll = huffman_lengths(guess, 15)
+    d = np.arange(K + 1) * R
+    costs = (np.where(ll > 0, ll, 15).astype(np.int32), (6 + _LNX).astype(np.int32),
+             np.where(d > 0, np.where(d == R, 2, 6) + _DNX[d], _INF).astype(np.int32))
+    lit_freq += np.bincount(rec[0], minlength=286)
+    paths = {i: ch.path(rec1, *costs) for i, ch in chains.items()}
+    patches = {}  # (chain, edge) -> (rows, bytes, tokens) of the records patching a run up
     for i, ch in chains.items():
-        end, kk = paths[i] = ch.path(rec1, *costs)
-        L = np.maximum(ch.P[end] - ch.P[:-1], 0)
-        m = (end > 0) & (kk > 0)
-        lit_freq += np.bincount(_LSYM[L[m]], minlength=286)
-        dist_freq += np.bincount(_DSYM[kk[m] * R], minlength=30)
-        lit_freq[:256] += np.bincount(rec1[:, ch.P[:-1]][(end > 0) & (kk == 0)], minlength=256)
-    while np.count_nonzero(dist_freq) < 2:  # at least two distance codes, as zlib does
+        for e, ((u, t, key), m) in enumerate(zip(ch.edges, paths[i])):
+            a, b = ch.P[u], ch.P[t]
+            if key == -1:
+                lit_freq[:256] += np.bincount(rec1[m, a], minlength=256)
+            elif key == -2 and m.any():
+                rows = np.flatnonzero(m)
+                X = rec1[rows, a:b]
+                patches[i, e] = rows, X, _patch(X, rec[rows, a:b])
+                lit_freq[:256] += np.bincount(X[patches[i, e][2] < 0], minlength=256)
+                runs = patches[i, e][2][patches[i, e][2] > 0]
+                lit_freq += np.bincount(_LSYM[runs], minlength=286)
+                dist_freq[_DSYM[R]] += runs.size
+            elif key >= 0:
+                k = ch.keys[key][m]
+                if not k.all():
+                    raise AssertionError("a record copies from nowhere")  # cannot happen: never cheaper
+                lit_freq[_LSYM[b - a]] += k.size
+                dist_freq += np.bincount(_DSYM[k * R], minlength=30)
+    while np.count_nonzero(dist_freq) < 2:  # two distance codes at least, as zlib does
         dist_freq[np.flatnonzero(dist_freq == 0)[0]] = 1
     ll, dl = huffman_lengths(lit_freq, 15), huffman_lengths(dist_freq, 15)
-    lc, dc = canonical_codes(ll), canonical_codes(dl)
-    # per-length and per-k token bits: code | extra << code length
-    LV = lc[_LSYM] | (_LXV << ll[_LSYM].astype(np.uint64))
-    LN = ll[_LSYM] + _LNX
+    lc, dc, ll8 = canonical_codes(ll), canonical_codes(dl), ll.astype(np.uint8)
+    # token bits per match length, per k (distance k*R) and per byte pair: code | extra << code length
+    LV, LN = lc[_LSYM] | (_LXV << ll[_LSYM].astype(np.uint64)), (ll[_LSYM] + _LNX).astype(np.uint8)
     d = np.arange(K + 1) * R
-    DV = dc[_DSYM[d]] | (_DXV[d] << dl[_DSYM[d]].astype(np.uint64))
-    DN = dl[_DSYM[d]] + _DNX[d]
-    llu = ll.astype(np.uint64)
+    DV, DN = dc[_DSYM[d]] | (_DXV[d] << dl[_DSYM[d]].astype(np.uint64)), (dl[_DSYM[d]] + _DNX[d]).astype(np.uint16)
     lo, hi = np.arange(65536) & 255, np.arange(65536) >> 8
-    PV, PN = lc[lo] | (lc[hi] << llu[lo]), llu[lo] + llu[hi]
-    cols = []  # (vals, nbits) per field, each (N,), in record order
-    for i, it in enumerate(items):
-        if it[0] == "lit":
-            q = pairs[i][:, :pairs[i].shape[1] // 2 * 2].view("<u4")  # 4 literals -> one field (<= 60 bits)
-            p0, p1 = q & np.uint32(0xFFFF), q >> np.uint32(16)
-            n0 = np.take(PN, p0)
-            cols += [(v[:, j], nb[:, j]) for v, nb in [(np.take(PV, p0) | (np.take(PV, p1) << n0),
-                                                         n0 + np.take(PN, p1))] for j in range(q.shape[1])]
-            w = it[2] - it[1]
-            if w % 4 >= 2:
-                b = pairs[i][:, -1]
-                cols.append((np.take(PV, b), np.take(PN, b)))
-            if w % 2:
-                b = rec1[:, it[2] - 1]
-                cols.append((np.take(lc, b), np.take(llu, b)))
-        else:
-            ch = chains[i]
-            end, kk = paths[i]
-            L = np.maximum(ch.P[end] - ch.P[:-1], 0)
-            b = rec1[:, ch.P[:-1]]
-            match = kk > 0
-            LNL = np.take(LN, L).astype(np.uint64)
-            v = np.where(match, np.take(LV, L) | (np.take(DV, kk) << LNL), np.take(lc, b))
-            nb = np.where(end > 0, np.where(match, LNL + np.take(DN, kk).astype(np.uint64), np.take(llu, b)),
-                          np.uint64(0))
-            v[end == 0] = 0
-            cols += [(v[:, j], nb[:, j]) for j in range(v.shape[1])]
-    merged = []  # greedy: OR each field into the previous one while every record's sum fits 64 bits
-    for v, nb in cols:
-        if merged:
-            pv, pn = merged[-1]
-            s = pn + nb
-            if int(s.max()) <= 64:
-                merged[-1] = (pv | (v << pn), s)
+    PV, PN = lc[lo] | (lc[hi] << ll[lo].astype(np.uint64)), ll8[lo] + ll8[hi]
+    kbits = {i: [(np.take(DV, k), np.take(DN, k)) for k in ch.keys] for i, ch in chains.items()}
+    for ie, (rows, X, tok) in patches.items():  # literal, copy from the record above, or nothing
+        lit, copy, run = tok < 0, tok > 0, tok[tok > 0]
+        codes, lens = np.zeros(X.shape, np.uint64), np.zeros(X.shape, np.uint64)
+        codes[lit], lens[lit] = np.take(lc, X[lit]), np.take(ll, X[lit])
+        codes[copy], lens[copy] = LV[run] | (DV[1] << LN[run].astype(np.uint64)), LN[run] + DN[1]
+        patches[ie] = rows, codes, lens
+
+    def block(r0: int, r1: int) -> tuple[np.ndarray, int]:
+        fields, B = _Fields(), r1 - r0
+        for i, it in enumerate(items):
+            if it[0] == "lit":
+                a, b = it[1], it[2]
+                if b - a >= 2:  # byte pairs as uint16, one contiguous row per pair of columns
+                    pairs = np.ndarray(((b - a) // 2, B), "<u2", rec, (r0 + 1) * R + a, (2, R))
+                    for p in np.ascontiguousarray(pairs):
+                        fields.add(np.take(PV, p), np.take(PN, p))
+                if (b - a) % 2:
+                    fields.add(np.take(lc, rec1[r0:r1, b - 1]), np.take(ll8, rec1[r0:r1, b - 1]))
                 continue
-        merged.append((v, nb))
+            ch, P = chains[i], chains[i].P
+            for u in range(len(P) - 1):  # one field per position: the token starting there, if any
+                v, nb, inner = np.zeros(B, np.uint64), np.zeros(B, np.uint16), None
+                for e, ((eu, t, key), m) in enumerate(zip(ch.edges, paths[i])):
+                    m = m[r0:r1]
+                    if eu != u or not m.any():
+                        continue
+                    if key == -1:
+                        tv, tn = np.take(lc, rec1[r0:r1, P[u]]), np.take(ll8, rec1[r0:r1, P[u]])
+                    elif key == -2:  # a zero-valued field as long as its tokens, placed when packing
+                        rows, codes, lens = patches[i, e]
+                        sel = slice(*np.searchsorted(rows, [r0, r1]))
+                        inner = (rows[sel] - r0, codes[sel], lens[sel])
+                        tv, tn = np.uint64(0), np.zeros(B, np.uint16)
+                        tn[inner[0]] = inner[2].sum(1)
+                    else:
+                        L = P[t] - P[u]
+                        tv, tn = kbits[i][key][0][r0:r1] << np.uint64(LN[L]), kbits[i][key][1][r0:r1] + LN[L]
+                        tv |= LV[L]
+                    np.copyto(v, tv, where=m)
+                    np.copyto(nb, tn, where=m)
+                if nb.any():
+                    fields.add(v, nb, inner)
+        return fields.packed()
+
     hv, hn = _header(ll, dl)
-    H, F = len(hv) + R, len(merged)
-    vals = np.empty(H + N * F + 1, np.uint64)
-    nbits = np.empty(H + N * F + 1, np.uint64)
-    vals[:len(hv)], nbits[:len(hv)] = hv, hn
-    vals[len(hv):H], nbits[len(hv):H] = lc[rec[0]], llu[rec[0]]
-    vals[-1], nbits[-1] = lc[256], llu[256]
-    V, B = vals[H:-1].reshape(N, F), nbits[H:-1].reshape(N, F)
-    for j, (v, nb) in enumerate(merged):
-        V[:, j] = v
-        B[:, j] = nb
-    data, total = pack_bits(vals, nbits)
-    return data + bytes((total + 3 + 7) // 8 - len(data)) + b"\x00\x00\xff\xff"
+    parts = [pack_bits(np.array(hv + lc[rec[0]].tolist(), np.uint64), np.array(hn + ll[rec[0]].tolist()))]
+    parts += [block(r0, min(N, r0 + BLOCK)) for r0 in range(0, N, BLOCK)]
+    # end of block, then an empty stored block: 3 zero bits (non-final, stored), pad, LEN 0, NLEN ~0
+    parts.append(pack_bits(lc[256:257].copy(), ll[256:257] + 3))
+    nbytes = (sum(bits for _, bits in parts) + 7) // 8
+    out, pos = np.zeros(nbytes // 8 + 2, "<u8"), 0
+    for words, bits in parts:  # splice the parts together at their bit offsets
+        w, s, words = pos >> 6, np.uint64(pos & 63), words[:(bits + 63) // 64]
+        out[w:w + words.size] |= words << s
+        if s:
+            out[w + 1:w + 1 + words.size] |= words >> (np.uint64(64) - s)
+        pos += bits
+    return out.view(np.uint8)[:nbytes].tobytes() + b"\x00\x00\xff\xff"

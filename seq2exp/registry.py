@@ -47,6 +47,9 @@ class ModelSpec:
     #: (model, batch, inputs) -> (b,) float32 expression predictions, with any test-time averaging
     predict: Callable[..., Any] = _identity_prediction
     #: default optimizer / schedule names and settings for this model (see seq2exp.optim)
+    #: (model, training label stats {"mean", "std", ...}) -> None: data-aware init of a fresh model
+    #: (e.g. the output bias at the label mean, so early epochs learn shape, not offset)
+    initialize: Callable[[keras.Model, dict], None] | None = None
     optimizer: dict = field(default_factory=lambda: {"name": "adam"})
     schedule: dict = field(default_factory=lambda: {"name": "constant", "lr": 1e-3})
 

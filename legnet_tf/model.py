@@ -11,7 +11,7 @@ from typing import Tuple
 import keras
 
 from legnet_tf.layers import InvertedResidual, ResizeBlock
-from legnet_tf.layers import _init
+from legnet_tf.layers import _initializers as _init
 
 
 @dataclasses.dataclass

@@ -8,7 +8,11 @@ from seq2exp.registry import ModelSpec, register
 
 
 def _build(config: dict):
-    return build_legnet(LegNetConfig.from_dict({**LegNetConfig().to_dict(), **config}))
+    c = LegNetConfig.from_dict({**LegNetConfig().to_dict(), **config})
+    if c.in_channels != 6:
+        raise ValueError(f"the legnet input transform makes 6 channels (A, G, C, T, is_reverse, is_singleton); "
+                         f"in_channels={c.in_channels} only works with build_legnet and your own inputs")
+    return build_legnet(c)
 
 
 def _inputs(batch, training):

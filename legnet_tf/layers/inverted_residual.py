@@ -2,7 +2,7 @@
 import keras
 from keras import ops
 
-from legnet_tf.layers import _init
+from legnet_tf.layers import _initializers as _init
 from legnet_tf.layers.se_block import SEBlock
 
 

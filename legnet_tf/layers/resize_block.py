@@ -1,7 +1,7 @@
 """Conv -> BatchNorm -> SiLU: LegNet's stem and its channel-resizing blocks."""
 import keras
 
-from legnet_tf.layers import _init
+from legnet_tf.layers import _initializers as _init
 
 
 @keras.saving.register_keras_serializable(package="legnet_tf")

@@ -205,3 +205,11 @@ def test_cli_converts_npz(tmp_path, capsys):
     assert "mapper.0.bias" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--help"])
+
+
+def test_load_pth_without_torch_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    with pytest.raises(ImportError, match="pip install torch"):
+        load_checkpoint(tmp_path / "weights.pth")

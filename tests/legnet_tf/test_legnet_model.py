@@ -37,7 +37,8 @@ def test_reference_parameter_count():
     model = build_legnet(LegNetConfig())
     assert _count(model.trainable_weights) == REFERENCE_TRAINABLE
     # BatchNorm moving statistics are PyTorch buffers, not parameters.
-    bn_channels = 256 + sum(4 * s + 4 * s + p + s for p, s in zip((256, 128, 128, 64, 64, 64), (128, 128, 64, 64, 64, 64)))
+    sizes = LegNetConfig().block_sizes
+    bn_channels = sizes[0] + sum(4 * s + 4 * s + p + s for p, s in zip(sizes[:-1], sizes[1:]))
     assert _count(model.non_trainable_weights) == 2 * bn_channels
     assert model.output_shape == (None, 18) and model.input_shape == (None, 150, 6)
 

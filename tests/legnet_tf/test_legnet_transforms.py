@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from legnet_tf import LegNetConfig, build_legnet
+from legnet_tf import LegNetConfig
 from legnet_tf.transforms import (
     CHANNELS,
     make_inputs,
@@ -95,6 +95,8 @@ def test_registry_entry():
     assert spec.schedule["name"] == "one_cycle" and spec.schedule["max_lr"] == 0.005
     assert LegNetConfig.from_dict(spec.default_config()) == LegNetConfig()
     assert set(spec.presets) >= {"tiny", "small"}
+    with pytest.raises(ValueError, match="6 channels"):
+        spec.build({**spec.presets["tiny"](), "in_channels": 5})
 
     keras.utils.set_random_seed(0)
     model = spec.build(spec.presets["tiny"]())

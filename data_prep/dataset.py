@@ -128,8 +128,9 @@ def make_dataset(manifests: Manifest | str | os.PathLike | Sequence, split: str,
     """Batches for one input pipeline: {"seq": uint8 (b, L), "label": float32 (b,), "fold": uint8 (b,), ...}.
 
     `global_batch_size` is split across replicas through `input_context` (b = per-replica size).
-    Several manifests (e.g. two growth media) are sampled with `weights` (default: evenly) and
-    repeat forever, so the caller sets steps per epoch. `drop_remainder=True` gives the static
+    For training, several manifests (e.g. two growth media) are sampled with `weights` (default:
+    evenly) and repeat forever, so the caller sets steps per epoch; for evaluation they are read
+    one after the other. `drop_remainder=True` gives the static
     batch shape TPUs need. `shuffle_buffer` counts records (held as blocks of `block`).
     """
     single = isinstance(manifests, (Manifest, str, os.PathLike))
@@ -144,11 +145,12 @@ def make_dataset(manifests: Manifest | str | os.PathLike | Sequence, split: str,
         streams = [_blocks(m, split, input_context, training, seed, block) for m in ms]
     else:
         streams = [_records(m, split, input_context, training, seed) for m in ms]
-    if len(streams) > 1:
+    ds = streams[0]
+    if len(streams) > 1 and training:
         ds = tf.data.Dataset.sample_from_datasets([s.repeat() for s in streams], weights=weights, seed=seed)
         repeat = False
-    else:
-        ds = streams[0]
+    for s in streams[1:] if not training else ():  # evaluation: every record of every set, once
+        ds = ds.concatenate(s)
     if training and shuffle_buffer > 1:
         ds = ds.shuffle(max(shuffle_buffer // (block if fast else 1), 2), seed=seed, reshuffle_each_iteration=True)
     if repeat:

@@ -256,7 +256,7 @@ class _Chain:
                 eq[c] = rec[1:, c] == rec[:-1, c]
             return eq[c]
         for t in range(1, len(P)):
-            for u in range(t):
+            for u in range(bisect.bisect_left(P, P[t] - MAX_MATCH), t):
                 a, b = P[u], P[t]
                 inside = tuple(varying[bisect.bisect_left(varying, a):bisect.bisect_left(varying, b)])
                 if a in varset and b == a + 1:
@@ -264,8 +264,7 @@ class _Chain:
                     continue
                 if t == u + 1 and inside:
                     self.edges.append((u, t, -2))
-                if 3 <= b - a <= MAX_MATCH and not (b - 1 in varset and b in varset) and \
-                        not (a in varset and b not in ends):
+                if b - a >= 3 and not (b - 1 in varset and b in varset) and not (a in varset and b not in ends):
                     key = (a in varset,) + inside if inside else ()
                     if key not in cache:
                         cache[key] = len(self.keys)

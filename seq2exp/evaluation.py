@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 from typing import TextIO
 
 import keras
@@ -38,7 +40,7 @@ def predict_files(model: keras.Model, spec: ModelSpec, paths: list[str], out: Te
     """
     layout = get_layout(spec.layout)
     out.write("file\tline\tid\tprediction\tnote\n")
-    n = 0
+    n, start, shown = 0, time.time(), time.time()
     for fi, path in enumerate(paths):
         fmt = detect_format(path)
         if fmt == "fasta":
@@ -64,6 +66,9 @@ def predict_files(model: keras.Model, spec: ModelSpec, paths: list[str], out: Te
             for ln, text in sorted(rows):
                 out.write(f"{os.path.basename(path)}\t{ln}\t{text}\n")
             n += len(preds)
+            if time.time() - shown > 10:
+                shown = time.time()
+                print(f"  {n:,} sequences predicted ({n / (shown - start):,.0f}/s)", file=sys.stderr)
     return n
 
 

@@ -36,3 +36,19 @@ def test_train_evaluate_predict_from_raw_files(tmp_path, capsys):
     assert rows[0] == ["file", "line", "id", "prediction", "note"]
     assert [r[2] for r in rows[1:]] == ["a", "b", "AC-GT"]
     assert np.isfinite(float(rows[1][3])) and rows[3][3] == "" and "invalid_character" in rows[3][4]
+
+
+def test_pretrain_on_two_media_then_finetune_in_one_command(tmp_path, capsys):
+    for name, seed in (("ypd", 11), ("sd", 12), ("target", 13)):
+        write_tsv(simulate(400, seed=seed), tmp_path / f"{name}.tsv")
+    run = tmp_path / "run"
+    args = ["--pretrain-data", f"{tmp_path / 'ypd.tsv'},{tmp_path / 'sd.tsv'}", "--pretrain-epochs", "1",
+            "--data", str(tmp_path / "target.tsv"), "--preset", "tiny", "--epochs", "1", "--batch-size", "32",
+            "--run-dir", str(run), "--strategy", "default"]
+    assert train_main(args, model="crmnet") == 0
+    pre = json.loads((run / "pretrain" / "metrics.json").read_text())
+    fine = json.loads((run / "finetune" / "metrics.json").read_text())
+    assert pre["val"]["n"] > 0 and fine["val"]["n"] > 0
+    # both media were used and each was validated on its own held-out fold
+    assert {p.name for p in (run / "data").iterdir()} >= {"ypd.crmnet", "sd.crmnet", "target.crmnet"}
+    assert "fine-tuning all weights from" in capsys.readouterr().out

@@ -241,3 +241,11 @@ def test_dream_demo_file(tmp_path, shared_data):
     lab = m["splits"]["train"]["label"]
     assert 0.5 < lab["singleton_fraction"] < 0.65 and 0 <= lab["min"] and lab["max"] <= 17
     assert m["bytes_per_record"] < 60
+
+
+def test_numpy_and_zlib_deflate_hold_the_same_records(tmp_path, sim_tsv):
+    path = sim_tsv[0]
+    a = run_build([path], tmp_path / "a", "--workers", "1", "--layout", "legnet")
+    b = run_build([path], tmp_path / "b", "--workers", "1", "--layout", "legnet", "--deflate", "zlib")
+    assert decode_all(tmp_path / "a") == decode_all(tmp_path / "b")
+    assert a["bytes_per_record"] < b["bytes_per_record"]

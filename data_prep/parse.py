@@ -1,8 +1,9 @@
 """Text chunk -> validated, laid-out records plus rejections, vectorised over the whole chunk.
 
 Every input line ends as exactly one of: a record, or a `Rejection` naming its line and reason.
-Python only touches each record twice (the mmh3 call and, for labels that numpy cannot parse,
-a float() fallback); everything else is numpy over the chunk's bytes.
+Everything is numpy over the chunk's bytes (folds use a vectorised MurmurHash3, equal to
+`mmh3.hash(seq, seed, signed=False)`); Python loops only over rejected lines and over labels
+that numpy cannot parse.
 """
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import csv
 import io
 from dataclasses import dataclass, field
 
-import mmh3
 import numpy as np
 
 from data_prep import alphabet
+from data_prep.hashing import murmur3_32_spans
 from data_prep.layouts import Layout
 
 REASONS = (
@@ -141,8 +142,7 @@ def parse_lines(data: bytes, line_no: np.ndarray, spec: TableSpec, layout: Layou
     keep = sub == 0
     s0, e0 = s0[keep], e0[keep]
     src = data.upper() if ((arr >= 97) & (arr <= 122)).any() else data
-    hashes = np.fromiter((mmh3.hash(src[s:e], hash_seed, signed=False) for s, e in zip(s0.tolist(), e0.tolist())),
-                         dtype=np.uint32, count=s0.size)
+    hashes = murmur3_32_spans(src, s0, e0, hash_seed)
     return Parsed(line=np.asarray(line_no)[ok[keep]].astype(np.int64), codes=laid[keep], hash=hashes,
                   length=(e0 - s0).astype(np.int64), truncated=truncated[keep],
                   label=None if label is None else label[keep], rejections=rejections)

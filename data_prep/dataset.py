@@ -52,31 +52,46 @@ def _files(m: Manifest, split: str, ctx, training: bool, seed):
 
 
 def _blocks(m: Manifest, split: str, ctx, training: bool, seed, block: int) -> tf.data.Dataset:
-    """Blocks of raw framed records (k, record_bytes) uint8, shard by shard."""
+    """Raw framed records, shard by shard, as (rows, record_bytes) uint8 tensors.
+
+    Training: blocks of exactly `block` rows from a fresh permutation of each shard; a shard whose
+    size is not a multiple of `block` tops its last block up with rows drawn from the same
+    permutation, so every record is used at least once per epoch and shapes stay static.
+    Evaluation: batches of exactly `block` rows in file order, the last of each shard shorter.
+    """
     size, _ = m.schema.framed_layout()
     files, every, pid = _files(m, split, ctx, training, seed)
     folder = m.folder
     header = tf.constant(list(frame_fixed(np.zeros((1, size - 16), np.uint8))[0, :12]), tf.uint8)
 
-    def load(path):
+    def rows_of(path):
         raw = tf.io.decode_raw(tf.io.decode_compressed(tf.io.read_file(path), compression_type="ZLIB"), tf.uint8)
         tf.debugging.assert_equal(tf.size(raw) % size, 0, message=f"a shard in {folder} is not a whole number of "
                                   f"{size}-byte records (corrupted, or written with another schema)")
         rows = tf.reshape(raw, [-1, size])
         tf.debugging.assert_equal(rows[:, :12], tf.broadcast_to(header, tf.shape(rows[:, :12])),
                                   message=f"a shard in {folder} has records of another length than its manifest")
-        if every > 1:
-            rows = rows[pid::every]
-        if training:
-            rows = tf.gather(rows, tf.random.shuffle(tf.range(tf.shape(rows)[0]), seed=seed))
+        return rows[pid::every] if every > 1 else rows
+
+    def train_blocks(path):
+        rows = rows_of(path)
+        n = tf.shape(rows)[0]
+        order = tf.random.shuffle(tf.range(n), seed=seed)
+        pad = (block - n % block) % block
+        order = tf.concat([order, tf.gather(order, tf.range(pad) % tf.maximum(n, 1))], 0)
+        rows = tf.gather(rows, order)
+        return tf.data.Dataset.from_tensor_slices(tf.reshape(rows, [-1, block, size]))
+
+    def eval_batches(path):
+        rows = rows_of(path)
         k = tf.shape(rows)[0] // block
         full = tf.data.Dataset.from_tensor_slices(tf.reshape(rows[: k * block], [k, block, size]))
-        return full.concatenate(tf.data.Dataset.from_tensors(rows[k * block:]))
+        return full.concatenate(tf.data.Dataset.from_tensors(rows[k * block:])).filter(lambda r: tf.shape(r)[0] > 0)
 
     if not training:  # evaluation reads shards in order, so outputs line up with inputs
-        return files.flat_map(load)
+        return files.flat_map(eval_batches)
     # a seeded pipeline is reproducible (exact resume); an unseeded one may take whichever shard is ready
-    return files.interleave(load, cycle_length=2, block_length=1, num_parallel_calls=AUTOTUNE,
+    return files.interleave(train_blocks, cycle_length=2, block_length=1, num_parallel_calls=AUTOTUNE,
                             deterministic=seed is not None)
 
 
@@ -131,7 +146,8 @@ def make_dataset(manifests: Manifest | str | os.PathLike | Sequence, split: str,
     For training, several manifests (e.g. two growth media) are sampled with `weights` (default:
     evenly) and repeat forever, so the caller sets steps per epoch; for evaluation they are read
     one after the other. `drop_remainder=True` gives the static
-    batch shape TPUs need. `shuffle_buffer` counts records (held as blocks of `block`).
+    batch shape TPUs need (for evaluation it drops each shard's short last batch: evaluate with
+    drop_remainder=False). `shuffle_buffer` counts records (held as blocks of up to `block`).
     """
     single = isinstance(manifests, (Manifest, str, os.PathLike))
     ms = [_as_manifest(manifests)] if single else [_as_manifest(m) for m in manifests]
@@ -142,6 +158,9 @@ def make_dataset(manifests: Manifest | str | os.PathLike | Sequence, split: str,
     batch = input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size
     fast = schema.fixed_size
     if fast:
+        # training blocks divide the batch, so batches are whole blocks (no re-batching copies);
+        # evaluation reads whole batches straight from each shard
+        block = max(d for d in range(1, block + 1) if batch % d == 0) if training else batch
         streams = [_blocks(m, split, input_context, training, seed, block) for m in ms]
     else:
         streams = [_records(m, split, input_context, training, seed) for m in ms]
@@ -157,8 +176,11 @@ def make_dataset(manifests: Manifest | str | os.PathLike | Sequence, split: str,
         ds = ds.repeat()
     static = batch if drop_remainder else None
     if fast:
-        ds = ds.rebatch(batch, drop_remainder=drop_remainder).map(_field_parser(schema, static),
-                                                                  num_parallel_calls=AUTOTUNE)
+        if training:
+            ds = ds.batch(batch // block, drop_remainder=drop_remainder).map(lambda b: tf.reshape(b, [-1, b.shape[-1]]))
+        elif drop_remainder:
+            ds = ds.filter(lambda b: tf.shape(b)[0] == batch)
+        ds = ds.map(_field_parser(schema, static), num_parallel_calls=AUTOTUNE)
     else:
         ds = ds.batch(batch, drop_remainder=drop_remainder).map(_proto_parser(schema, static),
                                                                 num_parallel_calls=AUTOTUNE)

@@ -17,13 +17,14 @@ from crmnet.layers import (
     TransformerBlock,
 )
 from seq2exp.layers import OneHotIndex
+from seq2exp.layers.config import DictConfig
 
 # The published input channel order: StringLookup(A, C, G, T) puts OOV first.
 CRMNET_ONE_HOT_ORDER = "NACGT"
 
 
 @dataclasses.dataclass
-class CRMnetConfig:
+class CRMnetConfig(DictConfig):
     """Hyper-parameters of CRMnet; the defaults are the published configuration.
 
     ``position_mode`` defaults to ``"multiply_sin"``, the published code's
@@ -83,22 +84,6 @@ class CRMnetConfig:
             raise ValueError("dense_units and dense_dropouts must have the same length")
         if self.num_transformer_blocks < 0:
             raise ValueError("num_transformer_blocks must be >= 0")
-
-    def to_dict(self):
-        """Plain JSON/YAML-friendly dict (tuples become lists)."""
-        return {
-            key: list(value) if isinstance(value, tuple) else value
-            for key, value in dataclasses.asdict(self).items()
-        }
-
-    @classmethod
-    def from_dict(cls, data):
-        """Inverse of ``to_dict``; unknown keys are an error, missing keys take defaults."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown CRMnetConfig keys: {sorted(unknown)}")
-        return cls(**data)
 
     @classmethod
     def tiny(cls, **overrides):

@@ -12,10 +12,11 @@ import keras
 
 from legnet_tf.layers import InvertedResidual, ResizeBlock
 from legnet_tf.layers import _initializers as _init
+from seq2exp.layers.config import DictConfig
 
 
 @dataclasses.dataclass
-class LegNetConfig:
+class LegNetConfig(DictConfig):
     """Hyper-parameters of LegNet; the defaults are the paper's configuration.
 
     ``bn_momentum`` uses the PyTorch convention of the reference code (weight
@@ -61,19 +62,6 @@ class LegNetConfig:
     @property
     def keras_bn_momentum(self):
         return 1.0 - self.bn_momentum
-
-    def to_dict(self):
-        """Plain JSON/YAML-friendly dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data):
-        """Inverse of ``to_dict``; unknown keys are an error, missing keys take defaults."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown LegNetConfig keys: {sorted(unknown)}")
-        return cls(**data)
 
     @classmethod
     def from_reference(cls, ref):

@@ -27,10 +27,7 @@ from crmnet.convert import (
     transformer_part,
 )
 
-try:
-    from tests.helpers import random_codes
-except ImportError:  # tests/ is not a package: conftest puts it on sys.path
-    from helpers import random_codes
+from tests.helpers import random_codes
 
 PUBLISHED_TOTAL = 34_170_289
 TINY = CRMnetConfig.tiny()

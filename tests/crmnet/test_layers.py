@@ -12,10 +12,7 @@ from crmnet.layers import (
 )
 from seq2exp.layers import OneHotIndex, lookup_matrix
 
-try:
-    from tests.helpers import assert_layer_config_roundtrip, run_under_policy
-except ImportError:  # tests/ is not a package: conftest puts it on sys.path
-    from helpers import assert_layer_config_roundtrip, run_under_policy
+from tests.helpers import assert_layer_config_roundtrip, run_under_policy
 
 
 def _np(x):

@@ -6,20 +6,12 @@ import pytest
 from crmnet import CRMnetConfig, build_crmnet
 from crmnet.layers import PositionEncoding, TransformerBlock
 
-try:
-    from tests.helpers import (
-        assert_keras_roundtrip,
-        assert_layer_config_roundtrip,
-        random_codes,
-        run_under_policy,
-    )
-except ImportError:  # tests/ is not a package: conftest puts it on sys.path
-    from helpers import (
-        assert_keras_roundtrip,
-        assert_layer_config_roundtrip,
-        random_codes,
-        run_under_policy,
-    )
+from tests.helpers import (
+    assert_keras_roundtrip,
+    assert_layer_config_roundtrip,
+    random_codes,
+    run_under_policy,
+)
 
 PUBLISHED_TOTAL = 34_170_289
 PUBLISHED_TRAINABLE = 34_165_681

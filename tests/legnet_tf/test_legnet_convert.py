@@ -25,10 +25,7 @@ from legnet_tf.convert import (
 )
 from legnet_tf.layers import cp_rank
 
-try:
-    from tests.helpers import random_codes
-except ImportError:  # tests/ is not a package: conftest puts it on sys.path
-    from helpers import random_codes
+from tests.helpers import random_codes
 
 REFERENCE_JSON = Path(__file__).resolve().parents[3] / "shared" / "specs" / "legnet_reference_state_dict.json"
 TINY = LegNetConfig.tiny()

@@ -5,10 +5,7 @@ import pytest
 
 from legnet_tf.layers import CPBilinear, InvertedResidual, ResizeBlock, SEBlock, cp_rank
 
-try:
-    from tests.helpers import assert_layer_config_roundtrip, run_under_policy
-except ImportError:  # tests/ is not a package: conftest puts it on sys.path
-    from helpers import assert_layer_config_roundtrip, run_under_policy
+from tests.helpers import assert_layer_config_roundtrip, run_under_policy
 
 
 def _np(x):

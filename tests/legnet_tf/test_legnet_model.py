@@ -9,10 +9,7 @@ import pytest
 from legnet_tf import LegNetConfig, build_legnet, make_inputs
 from legnet_tf.layers import InvertedResidual
 
-try:
-    from tests.helpers import assert_keras_roundtrip, random_codes, run_under_policy
-except ImportError:  # tests/ is not a package: conftest puts it on sys.path
-    from helpers import assert_keras_roundtrip, random_codes, run_under_policy
+from tests.helpers import assert_keras_roundtrip, random_codes, run_under_policy
 
 REFERENCE_JSON = Path(__file__).resolve().parents[3] / "shared" / "specs" / "legnet_reference_state_dict.json"
 REFERENCE_TRAINABLE = 1_852_846

@@ -16,10 +16,7 @@ from legnet_tf.transforms import (
 from seq2exp.losses import soft_argmax_score, soft_labels
 from seq2exp.registry import get_model_spec
 
-try:
-    from tests.helpers import random_codes
-except ImportError:  # tests/ is not a package: conftest puts it on sys.path
-    from helpers import random_codes
+from tests.helpers import random_codes
 
 
 def _np(x):

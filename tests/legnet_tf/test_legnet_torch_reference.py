@@ -1,11 +1,13 @@
-"""Converted weights against a small PyTorch LegNet written here from the spec (skipped without torch).
+"""Converted weights against the PyTorch reference LegNet written from the spec (skipped without torch).
 
-The PyTorch modules carry the reference's names (``seqextractor.inv_res_blc0.6.fc.3.mod.trl...``),
+The reference model lives in ``benchmarks/legnet_torch_reference.py`` (the step benchmark times it
+too). Its modules carry the reference's names (``seqextractor.inv_res_blc0.6.fc.3.mod.trl...``),
 so its ``state_dict`` must equal the published key list, and ``load_state_dict(strict=True)``
-proves the converter's random test inputs are realistic. The CP bilinear here builds the full
+proves the converter's random test inputs are realistic. Its CP bilinear builds the full
 m x m x out tensor, an independent path from our factored CPBilinear.
 """
 import json
+import sys
 from pathlib import Path
 
 import keras
@@ -14,89 +16,26 @@ import pytest
 
 from legnet_tf import LegNetConfig, make_inputs
 from legnet_tf.convert import convert_state_dict, load_pth, main, to_state_dict
-from legnet_tf.layers import cp_rank
 
-try:
-    from tests.helpers import random_codes
-except ImportError:  # tests/ is not a package: conftest puts it on sys.path
-    from helpers import random_codes
+from tests.helpers import random_codes
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
 torch.set_num_threads(2)
 
+try:
+    from benchmarks.legnet_torch_reference import build_reference
+except ImportError:  # the repository root is not on sys.path (benchmarks/ is not an installed package)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from benchmarks.legnet_torch_reference import build_reference
+
 REFERENCE_JSON = Path(__file__).resolve().parents[3] / "shared" / "specs" / "legnet_reference_state_dict.json"
 TINY = LegNetConfig.tiny()
 
 
-class _CPWeight(nn.Module):
-    def __init__(self, m, out, rank):
-        super().__init__()
-        self.weights = nn.Parameter(torch.ones(rank))
-        self.factors = nn.ParameterDict({f"factor_{i}": nn.Parameter(torch.randn(n, rank) * 0.03)
-                                         for i, n in enumerate((m, m, out))})
-
-    def full(self):
-        f = self.factors
-        return torch.einsum("r,ir,jr,or->ijo", self.weights, f["factor_0"], f["factor_1"], f["factor_2"])
-
-
-class _TRL(nn.Module):
-    def __init__(self, m, out):
-        super().__init__()
-        self.weight = _CPWeight(m, out, cp_rank(m, out))
-        self.bias = nn.Parameter(torch.empty(out).uniform_(-1, 1))
-
-    def forward(self, z):
-        return torch.einsum("bi,bj,ijo->bo", z, z, self.weight.full()) + self.bias
-
-
-class _Concater(nn.Module):
-    def __init__(self, m, out):
-        super().__init__()
-        self.mod = nn.Module()
-        self.mod.trl = _TRL(m, out)
-
-    def forward(self, z):
-        return torch.cat([z, self.mod.trl(z)], dim=-1)
-
-
-class _SE(nn.Module):
-    def __init__(self, channels, m):
-        super().__init__()
-        self.fc = nn.Sequential(nn.Linear(channels, m), nn.SiLU(), nn.Linear(m, m), _Concater(m, m // 2),
-                                nn.SiLU(), nn.Linear(m + m // 2, channels), nn.Sigmoid())
-
-    def forward(self, x):
-        return x * self.fc(x.mean(dim=2))[:, :, None]
-
-
-def _conv_bn(cin, cout, k, groups=1):
-    return [nn.Conv1d(cin, cout, k, padding="same", groups=groups, bias=False),
-            nn.BatchNorm1d(cout, momentum=0.1, eps=1e-5), nn.SiLU()]
-
-
-class TorchLegNet(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.n = len(c.block_sizes) - 1
-        blocks = {"blc0": nn.Sequential(*_conv_bn(c.in_channels, c.block_sizes[0], c.kernel_size))}
-        for i, (prev, size) in enumerate(zip(c.block_sizes[:-1], c.block_sizes[1:])):
-            wide = size * c.resize_factor
-            blocks[f"inv_res_blc{i}"] = nn.Sequential(
-                *_conv_bn(prev, wide, 1), *_conv_bn(wide, wide, c.kernel_size, wide // c.filter_per_group),
-                _SE(wide, int(prev // c.se_reduction)), *_conv_bn(wide, prev, 1))
-            blocks[f"resize_blc{i}"] = nn.Sequential(*_conv_bn(2 * prev, size, c.kernel_size))
-        self.seqextractor = nn.ModuleDict(blocks)
-        self.mapper = nn.Sequential(nn.Conv1d(c.block_sizes[-1], c.final_ch, 1), nn.SiLU())
-        self.register_buffer("bins", torch.arange(c.final_ch))
-
-    def forward(self, x):  # (b, 6, L)
-        x = self.seqextractor["blc0"](x)
-        for i in range(self.n):
-            x = torch.cat([x, self.seqextractor[f"inv_res_blc{i}"](x)], dim=1)
-            x = self.seqextractor[f"resize_blc{i}"](x)
-        return self.mapper(x).mean(dim=2)
+def TorchLegNet(config):
+    """The reference model (``benchmarks.legnet_torch_reference``) for a ``LegNetConfig``."""
+    return build_reference(config.to_dict())
 
 
 def _randomise(model, seed):

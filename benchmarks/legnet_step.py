@@ -279,7 +279,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--n-batches", type=int, default=4, help="distinct synthetic batches, cycled")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", default="bench_out/legnet_step", help="folder for the trainers' (empty) run dirs")
+    p.add_argument("--work", default="bench_out/legnet_step",
+                   help="output folder; the Trainers' (unused) run dirs go to a temporary folder inside it")
     p.add_argument("--out", default=None, help="JSON results file (default: WORK/results.json)")
     return p
 
@@ -305,8 +306,9 @@ def main(argv=None) -> int:
           f"torch {env['torch']} ({args.torch_threads} threads); load average {os.getloadavg()}", file=sys.stderr)
     load_before, t_start = os.getloadavg(), time.time()
     rows = []
-    for batch in batches:
-        rows.extend(run_batch(batch, args, config, args.work))
+    with tempfile.TemporaryDirectory(prefix="trainer_runs_", dir=args.work) as runs:  # the Trainers' run dirs
+        for batch in batches:
+            rows.extend(run_batch(batch, args, config, runs))
     env.update(load_average_before=load_before, load_average_after=os.getloadavg(),
                wall_s=round(time.time() - t_start, 1),
                peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))

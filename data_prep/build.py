@@ -207,7 +207,7 @@ def _jobs(inputs, args, layout, split, problems, file_info):
             for chunk in iter_chunks(path, fi, args.chunk_bytes, fmt == "fasta", skip, file_problems):
                 yield Job(chunk, fmt == "fasta", table, layout, split, args.compression_level, args.deflate)
         except InputError as err:
-            file_problems.append(InputProblem(0, "empty_file" if "empty" in str(err) else "unreadable_input", str(err)))
+            file_problems.append(InputProblem(0, err.reason, str(err)))
         except OSError as err:
             raise BuildError(f"{path}: cannot read ({err.strerror or err})") from None
         for pr in file_problems:

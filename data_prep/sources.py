@@ -6,7 +6,6 @@ boundaries. Chunk boundaries depend only on the input and `chunk_bytes`, never o
 """
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass
 from typing import Iterator
@@ -20,7 +19,11 @@ _FASTA_EXT = (".fa", ".fasta", ".fna", ".fas")
 
 
 class InputError(ValueError):
-    """A problem with an input file as a whole (not one record): names the file."""
+    """A problem with an input file as a whole (not one record), with a reason code."""
+
+    def __init__(self, message: str, reason: str = "unreadable_input"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -137,7 +140,7 @@ def resolve_table(path: str, fmt: str, header: str = "auto", seq_col: str | None
     """Work out delimiter, header presence and the column indices; returns (spec, has_header, names)."""
     first = read_first_line(path)
     if first is None:
-        raise InputError("file is empty (no records)")
+        raise InputError("file is empty (no records)", "empty_file")
     delim = "," if fmt == "csv" else "\t"
     fields = [f.strip().strip('"') for f in first.decode("latin-1").split(delim)]
     if header == "auto":
@@ -181,7 +184,3 @@ def _pick(names: list[str], wanted: str | None, defaults: tuple[str, ...], fallb
         if d in lowered:
             return lowered.index(d)
     return fallback
-
-
-def file_size(path: str) -> int:
-    return os.path.getsize(path)

@@ -27,7 +27,7 @@ def _eval_split(m) -> str:
     raise ValueError(f"{m.path}: no 'all' or 'test' split to evaluate (splits: {m.splits})")
 
 
-def _demo_data(cfg, spec) -> None:
+def _demo_data(cfg) -> None:
     """Simulated train/val data and a test set from the same ground truth, written into the run."""
     from data_prep.simulate import simulate, write_tsv
 
@@ -124,7 +124,7 @@ def train_main(argv: list[str] | None = None, model: str | None = None) -> int:
     cfg = run_config.resolve(args, model)
     spec = get_model_spec(cfg.model)
     if demo:
-        _demo_data(cfg, spec)
+        _demo_data(cfg)
     from seq2exp.data import prepare
     from seq2exp.strategy import resolve_strategy
 

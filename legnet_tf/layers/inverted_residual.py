@@ -3,6 +3,7 @@ import keras
 from keras import ops
 
 from legnet_tf.layers import _initializers as _init
+from legnet_tf.layers.grouped_conv import GroupedConv1D
 from legnet_tf.layers.se_block import SEBlock
 
 
@@ -43,14 +44,16 @@ class InvertedResidual(keras.layers.Layer):
         self.batch_norm_epsilon = float(batch_norm_epsilon)
         self.expand_conv = self._conv(self.expanded_channels, 1, "expand_conv")
         self.expand_bn = self._batch_norm("expand_bn")
-        self.group_conv = self._conv(self.expanded_channels, self.kernel_size, "group_conv",
-                                     groups=self.expanded_channels // self.filters_per_group)
+        self.group_conv = GroupedConv1D(self.expanded_channels, self.kernel_size,
+                                        groups=self.expanded_channels // self.filters_per_group,
+                                        kernel_initializer=_init.conv_kernel(), dtype=self.dtype_policy,
+                                        name="group_conv")
         self.group_bn = self._batch_norm("group_bn")
         self.se = SEBlock(self.squeeze_units, bilinear_rank=bilinear_rank, dtype=self.dtype_policy, name="se")
         self.project_conv = self.project_bn = None  # need the input width: created in build
 
-    def _conv(self, filters, kernel, name, groups=1):
-        return keras.layers.Conv1D(filters, kernel, padding="same", groups=groups, use_bias=False,
+    def _conv(self, filters, kernel, name):
+        return keras.layers.Conv1D(filters, kernel, padding="same", use_bias=False,
                                    kernel_initializer=_init.conv_kernel(), dtype=self.dtype_policy, name=name)
 
     def _batch_norm(self, name):

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from legnet_tf.layers import CPBilinear, InvertedResidual, ResizeBlock, SEBlock, cp_rank
+from legnet_tf.layers import CPBilinear, GroupedConv1D, InvertedResidual, ResizeBlock, SEBlock, cp_rank
 
 from tests.helpers import assert_layer_config_roundtrip, run_under_policy
 
@@ -86,10 +86,11 @@ def _layers():
         InvertedResidual(32, kernel_size=5, filters_per_group=4, squeeze_units=4, batch_norm_momentum=0.8,
                          batch_norm_epsilon=1e-4, name="ir"),
         ResizeBlock(8, kernel_size=3, batch_norm_momentum=0.7, name="rb"),
+        GroupedConv1D(12, 5, groups=3, kernel_initializer="he_normal", name="gc"),
     ]
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_layer_config_roundtrip(index):
     layer = _layers()[index]
     clone = assert_layer_config_roundtrip(layer)
@@ -106,6 +107,26 @@ def test_block_shapes_and_reference_wiring():
     assert tuple(block.se.excite.kernel.shape) == (4 + 2, 32)  # concat(z, bilinear(z))
     assert block.expand_bn.momentum == pytest.approx(0.9) and block.expand_bn.epsilon == pytest.approx(1e-5)
     assert ResizeBlock(8)(x).shape == (2, 20, 8)
+
+
+@pytest.mark.parametrize("filters, groups", [(24, 6), (24, 12), (12, 12), (24, 1), (6, 3)])
+def test_grouped_conv_equals_keras_grouped_conv1d(filters, groups):
+    """Same kernel layout and result as ``Conv1D(groups=...)``, incl. in/out per group != 2 and groups=1."""
+    x = np.random.default_rng(7).normal(size=(3, 17, 12)).astype("float32")
+    reference = keras.layers.Conv1D(filters, 7, groups=groups, padding="same", use_bias=False)
+    reference.build(x.shape)
+    ours = GroupedConv1D(filters, 7, groups=groups)
+    ours.build(x.shape)
+    assert tuple(ours.kernel.shape) == tuple(reference.kernel.shape)
+    ours.kernel.assign(_np(reference.kernel))
+    np.testing.assert_allclose(_np(ours(x)), _np(reference(x)), atol=1e-5)
+
+
+def test_grouped_conv_rejects_bad_groups():
+    with pytest.raises(ValueError, match="multiple of groups"):
+        GroupedConv1D(10, 3, groups=4)
+    with pytest.raises(ValueError, match="input channels 10"):
+        GroupedConv1D(8, 3, groups=4).build((None, 5, 10))
 
 
 def test_se_gate_starts_near_half():

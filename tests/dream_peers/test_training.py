@@ -1,0 +1,77 @@
+"""Each DREAM peer trains through the shared engine under the default and mirrored strategies.
+
+Tiny presets on 600 simulated sequences; one fresh process per model (the mirrored strategy
+needs two logical CPUs before TensorFlow starts), both processes at once.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_prep.build import build, parser
+from data_prep.simulate import simulate, write_tsv
+from tests.engine.test_trainer import _ok
+
+WORKER = Path(__file__).with_name("train_worker.py")
+TIMEOUT_S = 300
+# the published optimiser and clipping, with a warm-up that suits a 60-step run
+SHORT_WARMUP = {"name": "inverse_sqrt", "d_model": 512, "warmup_steps": 30}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dream_peers_train")
+    write_tsv(simulate(600, seed=3), tmp / "sim.tsv")
+    args = parser().parse_args([str(tmp / "sim.tsv"), "--out", str(tmp / "ds"), "--layout", "crmnet",
+                                "--workers", "1", "--val-folds", "8,9", "--quiet"])
+    build(args.inputs, args.out, args)
+    jobs = {}
+    for model, schedule in (("cnn_bilstm", None), ("macaron", SHORT_WARMUP)):
+        jobs[model] = {"data": str(tmp / "ds"), "out": str(tmp / f"{model}.json"), "runs": [
+            {"name": strategy, "model": model, "strategy": strategy, "epochs": 5, "batch_size": bs,
+             "schedule": schedule, "run_dir": str(tmp / f"{model}_{strategy}")}
+            for strategy, bs in (("default", 32), ("mirrored", 16))]}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    procs = {}
+    t0 = time.time()
+    for name, job in jobs.items():
+        (tmp / f"{name}_job.json").write_text(json.dumps(job))
+        log = open(tmp / f"{name}.log", "w")
+        procs[name] = (subprocess.Popen([sys.executable, str(WORKER), str(tmp / f"{name}_job.json")], stdout=log,
+                                        stderr=subprocess.STDOUT, env=env), log)
+    try:
+        for proc, log in procs.values():
+            proc.wait(timeout=max(t0 + TIMEOUT_S - time.time(), 1))
+            log.close()
+    except subprocess.TimeoutExpired:
+        for proc, _ in procs.values():
+            proc.kill()
+        pytest.fail(f"training jobs did not finish in {TIMEOUT_S}s; logs in {tmp}")
+    print(f"dream peer training runs: {time.time() - t0:.1f}s")
+    results = {name: (proc.returncode, (tmp / f"{name}.log").read_text()) for name, (proc, _) in procs.items()}
+    return jobs, results
+
+
+@pytest.mark.parametrize("model", ["cnn_bilstm", "macaron"])
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+def test_validation_loss_falls(runs, model, strategy):
+    jobs, results = runs
+    _ok(results, model)
+    with open(jobs[model]["out"]) as fh:
+        run = json.load(fh)[strategy]
+    assert run["replicas"] == (2 if strategy == "mirrored" else 1) and run["global_batch_size"] == 32
+    rows = run["history"]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_mse"]) for r in rows)
+    assert rows[-1]["val_n"] == run["before"]["n"] > 0  # every validation record, both times
+    # validation MSE in expression units (LabelScale): before training vs after each epoch
+    val_mse = [r["val_mse"] for r in rows]
+    assert min(val_mse) < 0.9 * run["before"]["mse"] and val_mse[-1] < run["before"]["mse"], (run["before"], rows)
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    mean, std = run["label_scale"]
+    assert std > 1.0 and 0.0 < mean < 17.0  # the engine standardised with the training label stats

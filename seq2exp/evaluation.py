@@ -74,3 +74,50 @@ def predict_files(model: keras.Model, spec: ModelSpec, paths: list[str], out: Te
 
 def _field(line: bytes, table) -> str:
     return line.rstrip(b"\r").decode("latin-1").split(table.delimiter)[table.seq_col]
+
+
+def encode_sequences(seqs, layout) -> tuple[np.ndarray, np.ndarray]:
+    """Raw sequence strings -> ((n, length) uint8 codes in `layout`, (n,) bool valid).
+
+    A sequence is invalid when it is empty/None, shorter than the layout's minimum or has a character
+    outside the alphabet; its row is all N and must not be scored.
+    """
+    from data_prep import alphabet
+
+    layout = get_layout(layout) if isinstance(layout, str) else layout
+    raw = ["" if s is None or (isinstance(s, float) and s != s) else str(s).strip() for s in seqs]
+    lens = np.array([len(s) for s in raw], dtype=np.int64)
+    codes = alphabet.encode("\n".join(raw) + "\n")  # the separators become the 3' N padding
+    starts = np.concatenate([[0], np.cumsum(lens + 1)[:-1]]).astype(np.int64)
+    ends = starts + lens
+    bad = np.zeros(len(raw), dtype=bool)
+    if len(raw):
+        invalid_pos = np.flatnonzero(codes == alphabet.INVALID)
+        owner = np.searchsorted(starts, invalid_pos, side="right") - 1
+        inside = invalid_pos < ends[owner]
+        bad[owner[inside]] = True
+    valid = ~bad & (lens >= layout.min_length)
+    out = np.full((len(raw), layout.length), alphabet.N, dtype=np.uint8)
+    if valid.any():
+        laid, _ = layout.apply(np.where(codes == alphabet.INVALID, alphabet.N, codes).astype(np.uint8),
+                               starts[valid], ends[valid])
+        out[valid] = laid
+    return out, valid
+
+
+def predict_codes(model: keras.Model, spec: ModelSpec, codes: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """(n,) float32 predictions of laid-out codes through spec.predict (test-time averaging included)."""
+    preds = np.empty(len(codes), dtype=np.float32)
+    for i in range(0, len(codes), batch_size):
+        c = np.ascontiguousarray(codes[i:i + batch_size])
+        preds[i:i + len(c)] = predict_batch(model, spec, {"seq": c, "is_singleton": np.zeros(len(c), np.uint8)})
+    return preds
+
+
+def predict_sequences(model: keras.Model, spec: ModelSpec, seqs, batch_size: int = 1024) -> np.ndarray:
+    """(n,) predictions of raw sequences in the model's layout; nan for invalid sequences."""
+    codes, valid = encode_sequences(seqs, spec.layout)
+    preds = np.full(len(codes), np.nan, dtype=np.float32)
+    if valid.any():
+        preds[valid] = predict_codes(model, spec, codes[valid], batch_size)
+    return preds

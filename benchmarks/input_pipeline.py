@@ -2,13 +2,14 @@
 
 Builds (or reuses) a simulated dataset per layout, then times `data_prep.dataset.make_dataset`
 into uint8 batches exactly as training uses it (shuffle, batch, parse, prefetch), after a warm-up.
+`benchmarks.step_time` builds its reader input with `ensure_dataset` from here. The JSON records
+the environment (`benchmarks.env_info`).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -17,6 +18,7 @@ def ensure_dataset(root: str, n: int, layout: str, level: int = 6) -> str:
     from data_prep.build import build, parser
     from data_prep.simulate import simulate, write_tsv
 
+    os.makedirs(root, exist_ok=True)
     tsv = os.path.join(root, f"sim_{n}.tsv")
     out = os.path.join(root, f"{layout}_{n}")
     if not os.path.exists(tsv):
@@ -55,7 +57,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="JSON results file (default: WORK/results.json)")
     args = p.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
-    import tensorflow as tf
+    from benchmarks.env_info import environment
 
     results = []
     for layout in args.layouts.split(","):
@@ -65,8 +67,7 @@ def main(argv=None) -> int:
             r.update(layout=layout, batch=args.batch, shuffle=training, n=args.n)
             results.append(r)
             print(f"{layout:7s} batch {args.batch} shuffle={str(training):5s} {r['sequences_per_s']:>10,} seq/s")
-    env = {"tensorflow": tf.__version__, "cpu": platform.processor() or platform.machine(),
-           "cores": os.cpu_count(), "python": sys.version.split()[0]}
+    env = environment("tensorflow")
     out = args.out or os.path.join(args.work, "results.json")
     with open(out, "w") as fh:
         json.dump({"env": env, "results": results}, fh, indent=2)

@@ -28,68 +28,25 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
 import tempfile
 import time
 
+from benchmarks.env_info import environment as _environment
+
 PAPER_PARAMS = 1_852_846
 
 
 # ----------------------------------------------------------------------------- environment
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(torch_threads: int) -> dict:
-    import keras
-    import numpy as np
-    import tensorflow as tf
-    import torch
-
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
-    try:
-        with open("/proc/meminfo") as fh:
-            mem_total_gb = round(int(fh.readline().split()[1]) / 2**20, 1)
-    except (OSError, ValueError, IndexError):
-        mem_total_gb = None
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "keras_backend": keras.backend.backend(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "cpu_model": cpu_model(),
-        "os_cpu_count": os.cpu_count(),
-        "cpus_usable": affinity,
-        "mem_total_gb": mem_total_gb,
-        "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
-        "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or "default",
-        "tf_gpus": len(tf.config.list_physical_devices("GPU")),
-        "torch_threads": torch_threads,
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "torch_mkldnn": bool(torch.backends.mkldnn.is_available()),
-        "notes": ([] if tf.config.list_physical_devices("GPU") else [
-            "no GPU: Keras' TensorFlow backend runs every grouped Conv1D (LegNet's group_conv) as an "
-            "XLA-compiled op on CPU (keras/src/backend/tensorflow/nn.py conv(), needs_xla), also with --jit off"]),
-        "env_vars": {k: os.environ[k] for k in ("TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                                  "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES") if k in os.environ},
-    }
+    env = _environment(backend="tensorflow", torch_threads=torch_threads)
+    env["notes"] = ["legnet_tf's grouped convolutions run as a depthwise conv + per-group sum "
+                    "(legnet_tf.layers.GroupedConv1D), not Keras' Conv1D(groups=...), which TF runs through "
+                    "XLA on CPU (slow)"]
+    return env
 
 
 # ----------------------------------------------------------------------------- synthetic data

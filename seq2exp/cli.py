@@ -56,6 +56,7 @@ def _settings(cfg, epochs: int):
 def _stage(cfg, spec, strategy, run_dir, train_sets, val_sets, epochs, init_from=None, resume=False):
     """One training stage (pre-training or fine-tuning) into its own run folder."""
     from data_prep.dataset import make_dataset
+    from seq2exp.preflight import check_before_training
     from seq2exp.trainer import Trainer
 
     model_config = {**(spec.presets[cfg.preset]() if cfg.preset else {}), **cfg.model_config}
@@ -66,6 +67,8 @@ def _stage(cfg, spec, strategy, run_dir, train_sets, val_sets, epochs, init_from
         settings.steps_per_epoch = max(n_train // (cfg.batch_size * strategy.num_replicas_in_sync), 1)
     trainer = Trainer(spec, model_config, run_dir, strategy, cfg.precision, cfg.optimizer or None,
                       cfg.schedule or None, settings, train_examples=n_train)
+    check_before_training(trainer, spec, list({id(m): m for m in [*train_sets, *val_sets]}.values()),
+                          [cfg.train_split, cfg.val_split], cfg.verify_data, say=trainer._say)
 
     def train_fn(ctx, seed):
         return make_dataset(train_sets, cfg.train_split, trainer.global_batch, ctx, training=True, seed=seed,
@@ -75,10 +78,14 @@ def _stage(cfg, spec, strategy, run_dir, train_sets, val_sets, epochs, init_from
         return make_dataset(val_sets, cfg.val_split, trainer.global_batch, ctx, training=False)
 
     if spec.initialize and not resume and not init_from:
-        counts = [m.label_stats(cfg.train_split).get("count", 0) for m in train_sets]
-        mean = sum(m.label_stats(cfg.train_split)["mean"] * c for m, c in zip(train_sets, counts)) / max(sum(counts), 1)
+        stats = [m.label_stats(cfg.train_split) for m in train_sets]
+        counts = [st.get("count", 0) for st in stats]
+        total = max(sum(counts), 1)
+        mean = sum(st["mean"] * c for st, c in zip(stats, counts)) / total
+        # pooled: E[y^2] of each set is std^2 + mean^2
+        square = sum((st.get("std", 0.0) ** 2 + st["mean"] ** 2) * c for st, c in zip(stats, counts)) / total
         with strategy.scope():
-            spec.initialize(trainer.model, {"mean": mean})
+            spec.initialize(trainer.model, {"mean": mean, "std": max(square - mean ** 2, 0.0) ** 0.5})
     has_val = all(cfg.val_split in m.splits for m in val_sets)
     metrics = trainer.fit(train_fn, val_fn if has_val else None, resume=resume, init_from=init_from)
     return trainer, metrics
@@ -123,32 +130,52 @@ def train_main(argv: list[str] | None = None, model: str | None = None) -> int:
                 setattr(args, key, value)
     cfg = run_config.resolve(args, model)
     spec = get_model_spec(cfg.model)
-    if demo:
-        _demo_data(cfg)
+    from data_prep.manifest import ManifestError
+    from seq2exp.checkpointing import write_text
     from seq2exp.data import prepare
-    from seq2exp.strategy import resolve_strategy
+    from seq2exp.preflight import PreflightError, check_data, check_output_dir
+    from seq2exp.strategy import barrier, describe, resolve_strategy
+    from seq2exp.trainer import CheckpointWriteError, NonFiniteLossError, WorkerLostError
 
-    os.makedirs(cfg.run_dir, exist_ok=True)
-    cfg.save(os.path.join(cfg.run_dir, "config.yaml"))
+    strategy = resolve_strategy(cfg.strategy, cfg.tpu)  # before other TF work (multi-worker, TPU)
+    info = describe(strategy)
     data_dir = os.path.join(cfg.run_dir, "data")
-    train_sets = prepare(cfg.data, spec.layout, data_dir)
-    tests = prepare(cfg.test, spec.layout, data_dir, split="none", group=False)
-    strategy = resolve_strategy(cfg.strategy, cfg.tpu)
-    init_from = cfg.init_from
-    t0 = time.time()
-    if cfg.pretrain_data:
-        media = prepare(cfg.pretrain_data, spec.layout, data_dir, group=False)
-        pre_dir = os.path.join(cfg.run_dir, "pretrain")
-        _stage(cfg, spec, strategy, pre_dir, media, media, cfg.pretrain_epochs or cfg.epochs, resume=cfg.resume)
-        init_from = os.path.join(pre_dir, "model.keras")
-        print(f"pre-training done; fine-tuning all weights from {init_from}")
-    final_dir = os.path.join(cfg.run_dir, "finetune") if cfg.pretrain_data else cfg.run_dir
-    trainer, metrics = _stage(cfg, spec, strategy, final_dir, train_sets, train_sets, cfg.epochs,
-                              init_from=init_from, resume=cfg.resume)
-    if tests:
-        metrics["test"] = _test_report(cfg, spec, trainer, train_sets, tests)
-        with open(os.path.join(final_dir, "metrics.json"), "w") as fh:
-            json.dump(metrics, fh, indent=2, default=float)
+
+    def inputs():  # only the chief writes into the run folder; the other workers then read what it built
+        if demo:
+            _demo_data(cfg)
+        if info["chief"]:
+            cfg.save(os.path.join(cfg.run_dir, "config.yaml"))
+        return (prepare(cfg.data, spec.layout, data_dir),
+                prepare(cfg.test, spec.layout, data_dir, split="none", group=False),
+                prepare(cfg.pretrain_data, spec.layout, data_dir, group=False) if cfg.pretrain_data else [])
+
+    try:
+        check_output_dir(cfg.run_dir)
+        if info["chief"]:
+            train_sets, tests, media = inputs()
+        if info["workers"] > 1:
+            barrier(strategy)
+        if not info["chief"]:
+            train_sets, tests, media = inputs()
+        check_data(tests, spec.layout, None, cfg.verify_data)  # before hours of training, not after
+        init_from = cfg.init_from
+        t0 = time.time()
+        if cfg.pretrain_data:
+            pre_dir = os.path.join(cfg.run_dir, "pretrain")
+            _stage(cfg, spec, strategy, pre_dir, media, media, cfg.pretrain_epochs or cfg.epochs, resume=cfg.resume)
+            init_from = os.path.join(pre_dir, "model.keras")
+            print(f"pre-training done; fine-tuning all weights from {init_from}")
+        final_dir = os.path.join(cfg.run_dir, "finetune") if cfg.pretrain_data else cfg.run_dir
+        trainer, metrics = _stage(cfg, spec, strategy, final_dir, train_sets, train_sets, cfg.epochs,
+                                  init_from=init_from, resume=cfg.resume)
+        if tests:
+            metrics["test"] = _test_report(cfg, spec, trainer, train_sets, tests)
+            if info["chief"]:
+                write_text(os.path.join(final_dir, "metrics.json"), json.dumps(metrics, indent=2, default=float))
+    except (PreflightError, ManifestError, NonFiniteLossError, CheckpointWriteError, WorkerLostError) as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
     print(f"\nvalidation: " + ", ".join(f"{k} {metrics.get('val', {}).get(k, float('nan')):.3f}"
                                        for k in ("pearson", "spearman", "r2")))
     print(f"run folder: {final_dir} ({time.time() - t0:.0f} s)")
@@ -183,6 +210,17 @@ def evaluate_main(argv: list[str] | None = None, model: str | None = None) -> in
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--out", help="write metrics JSON here")
     p.add_argument("--work", default=None, help="where raw files are built (default: a temp folder)")
+    r = p.add_argument_group("report (seq2exp.report): CIs, comparison, variant effects, ISM, saliency")
+    r.add_argument("--report", metavar="DIR", help="write a self-contained report folder here")
+    r.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples for the CIs (0: none)")
+    r.add_argument("--compare-col", default="Predicted Expression",
+                   help="another predictor's column in the data files to compare with ('none': off)")
+    r.add_argument("--ism", nargs="+", default=[], metavar="SEQ", help="saturation mutagenesis of these sequences")
+    r.add_argument("--saliency", action="store_true", help="input x gradient saliency, logos, motif enrichment")
+    r.add_argument("--saliency-n", type=int, default=200, help="sequences sampled for the motif saliency")
+    r.add_argument("--motif", nargs="+", default=None, metavar="MOTIF",
+                   help="PWM files, NAME=CONSENSUS or IUPAC consensus (default: the demo's yeast sites)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the saliency sample")
     args = p.parse_args(argv)
     import tempfile
 
@@ -190,6 +228,18 @@ def evaluate_main(argv: list[str] | None = None, model: str | None = None) -> in
     from seq2exp.evaluation import evaluate_model
 
     keras_model, spec = _load_model(args.model_path, args.model)
+    if args.report:
+        from seq2exp.report import write_report
+
+        rep = write_report(keras_model, spec, args.data, args.report, n_boot=args.bootstrap,
+                           compare_col=args.compare_col, ism=args.ism, saliency=args.saliency,
+                           saliency_n=args.saliency_n, motifs=args.motif, seed=args.seed,
+                           batch_size=args.batch_size, model_path=args.model_path)
+        if args.out:
+            with open(args.out, "w") as fh:
+                json.dump({k: {m: v["model"][m]["value"] for m in ("pearson", "spearman", "r2", "mse", "mae")}
+                           | {"n": v["n"]} for k, v in rep["subsets"].items()}, fh, indent=2)
+        return 0
     work = args.work or tempfile.mkdtemp(prefix="seq2exp-eval-")
     results = {}
     for m in prepare(args.data, spec.layout, work, split="none", group=False):

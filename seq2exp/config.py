@@ -47,6 +47,8 @@ class RunConfig:
     seed: int = 0
     shuffle_buffer: int = 100_000
     nan_policy: str = "stop"
+    #: shard check before training: "sha256" (size + hash, ~1 s/GB) or "size" (instant; misses same-size damage)
+    verify_data: str = "sha256"
     optimizer: dict = field(default_factory=dict)
     schedule: dict = field(default_factory=dict)
     #: demo data size when no data is given (simulated)
@@ -55,15 +57,26 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def save(self, path: str) -> None:
-        with open(path, "w") as fh:
+    def save(self, path: str | os.PathLike) -> None:
+        tmp = f"{os.fspath(path)}.tmp"
+        with open(tmp, "w") as fh:  # whole or not at all: a resumed run reads it back
             yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
+        os.replace(tmp, path)
 
 
 def load_file(path: str) -> dict:
+    """A config file as plain data: JSON, or YAML through `safe_load` (no tags that build Python objects)."""
     with open(path) as fh:
         text = fh.read()
-    data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    try:
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else path
+        raise ValueError(f"{where}: not valid plain-data YAML ({getattr(err, 'problem', None) or err}); a config "
+                         "holds only mappings, lists, strings and numbers (no !!python tags)") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -86,6 +99,10 @@ def add_arguments(p: argparse.ArgumentParser, model: str | None) -> None:
             continue
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         help_text = f"(default: {f.default if f.default is not dataclasses.MISSING else f.default_factory()})"
+        if f.name == "model":
+            from seq2exp.registry import model_names
+
+            help_text = f"one of {', '.join(model_names())} {help_text}"
         if kind == "bool":
             p.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif kind == "list":

@@ -52,10 +52,15 @@ class ModelSpec:
     initialize: Callable[[keras.Model, dict], None] | None = None
     optimizer: dict = field(default_factory=lambda: {"name": "adam"})
     schedule: dict = field(default_factory=lambda: {"name": "constant", "lr": 1e-3})
+    #: (model, batch, model inputs, model outputs) -> (b,) per-example training loss; replaces
+    #: `loss`/`targets` for losses that need the inputs or the model (masked-token reconstruction,
+    #: targets standardised with statistics the model holds)
+    compute_loss: Callable[[keras.Model, Batch, Any, Any], Any] | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
-_KNOWN_PACKAGES = {"crmnet": "crmnet.registry", "legnet": "legnet_tf.registry"}
+_KNOWN_PACKAGES = {"crmnet": "crmnet.registry", "legnet": "legnet_tf.registry",
+                   "cnn_bilstm": "dream_peers.registry", "macaron": "dream_peers.registry"}
 
 
 def register(spec: ModelSpec) -> ModelSpec:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import threading
+import time
 
 import keras
 import tensorflow as tf
@@ -17,7 +20,8 @@ log = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-#: a dead or unreachable worker turns into an error after this long instead of a silent hang
+#: longest wait inside one collective (a peer that is alive but stuck) before DeadlineExceeded; a dead
+#: peer is noticed sooner (connection refused, or TF's coordination heartbeats: ~10 s measured)
 DEFAULT_COLLECTIVE_TIMEOUT_S = 600.0
 
 
@@ -156,3 +160,80 @@ def _one():
 def barrier(strategy) -> None:
     """Block until every worker gets here (a one-number all-reduce); e.g. before reading the chief's files."""
     strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(_one), axis=None)
+
+
+#: errors a collective raises when a peer died, stalled past the collective timeout or was aborted
+PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                 tf.errors.AbortedError)
+
+
+class WorkerLostError(RuntimeError):
+    """Multi-worker training lost a peer (dead, stalled past the collective timeout, unreachable)."""
+
+
+def lost_worker_error(err: Exception, info: dict, epoch: int, last_checkpoint: str | None) -> WorkerLostError | None:
+    """The error a surviving worker raises instead of TF's, or None when `err` is something else."""
+    reason = peer_failure_reason(err)
+    if reason is None:
+        return None
+    return WorkerLostError(
+        f"worker {info['worker_index']} of {info['workers']} lost contact with the others in epoch {epoch}: "
+        f"{reason.rstrip('.')}. A worker died, stalled past the collective timeout or became unreachable; the "
+        f"collectives were aborted, so this worker stops instead of hanging. Last complete checkpoint: "
+        f"{last_checkpoint or 'none'}. Restart EVERY worker (same TF_CONFIG) with --resume to continue from it.")
+
+
+def peer_failure_reason(err: Exception) -> str | None:
+    """One line saying why a collective failed, or None when `err` is not a lost/stalled worker."""
+    text = str(getattr(err, "message", err))
+    if not isinstance(err, PEER_FAILURES) and "Collective ops is aborted" not in text:
+        return None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for key in ("Collective ops is aborted by:", "unhealthy", "Connection refused", "Deadline", "timed out"):
+        for i, ln in enumerate(lines):
+            if key in ln:  # "... unhealthy (stopped sending heartbeats):" names the task on the next line
+                ln = f"{ln} {lines[i + 1]}" if ln.endswith(":") and i + 1 < len(lines) else ln
+                return f"{type(err).__name__}: {ln[:300]}"
+    return f"{type(err).__name__}: {lines[0][:300] if lines else ''}"
+
+
+class Watchdog:
+    """Ends a multi-worker process that made no progress for `timeout_s` seconds.
+
+    TensorFlow aborts collectives when a peer dies or stops heartbeating, and the collective
+    timeout bounds a wait inside an all-reduce; neither helps a worker that is itself stuck
+    outside a collective (a hung file system under its input pipeline). A job scheduler can
+    restart an exited worker; it cannot restart a hung one. So after `timeout_s` without a
+    `beat()` this prints why and calls `os._exit(EXIT_STALLED)`: the checkpoints on disk are
+    complete (they are committed atomically), so `--resume` continues from the last one.
+    """
+
+    EXIT_STALLED = 75  # EX_TEMPFAIL: try again
+
+    def __init__(self, timeout_s: float | None, where: str = ""):
+        self.timeout_s, self.where = timeout_s, where
+        self._last, self._doing = 0.0, "starting"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="seq2exp-watchdog", daemon=True)
+
+    def beat(self, doing: str = "") -> None:
+        self._last, self._doing = time.monotonic(), doing or self._doing
+
+    def __enter__(self) -> "Watchdog":
+        if self.timeout_s and self.timeout_s > 0:
+            self.beat("starting (restoring, tracing, first step)")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(self.timeout_s / 10, 5.0)):
+            idle = time.monotonic() - self._last
+            if idle > self.timeout_s:
+                print(f"seq2exp watchdog: no training progress for {idle:.0f} s (> stall_timeout_s "
+                      f"{self.timeout_s:g}) while {self._doing}{self.where}; another worker is probably dead or "
+                      f"stuck. Exiting (status {self.EXIT_STALLED}) instead of hanging: restart every worker with "
+                      "--resume to continue from the last complete checkpoint.", file=sys.stderr, flush=True)
+                os._exit(self.EXIT_STALLED)

@@ -7,11 +7,15 @@ replica alike. Validation gathers every prediction from every replica for exact 
 metrics. Checkpoints hold everything a resumed run needs (weights, optimizer slots and step,
 dropout RNG state, early-stopping state) and each epoch's data order depends only on
 seed + epoch, so a killed-and-resumed run ends where an uninterrupted one does.
+
+Crash safety: a checkpoint counts only once the `checkpoints/checkpoint` state file names it
+(TF replaces that file atomically after the data and index files are complete); history.json is
+written before that commit and cut back to the committed epoch on resume; best/ and model.keras
+are written beside their final names and renamed into place; a resume that finds the newest
+checkpoint unreadable falls back to the one before. NaN/inf weights are never written.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -25,11 +29,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from seq2exp.checkpointing import (CheckpointWriteError, checkpoint_epoch, recover_swap, remove,  # noqa: F401
+                                   remove_uncommitted, restore_newest_intact, save_keras, swap_in, write_failed,
+                                   write_history, write_text)
 from seq2exp.losses import get_loss
 from seq2exp.metrics import PredictionCollector
 from seq2exp.optim import apply_if_finite, build_optimizer, current_lr, inner_optimizer, use_reduced_gradients
 from seq2exp.registry import ModelSpec
-from seq2exp.strategy import barrier, describe, is_chief, set_precision
+from seq2exp.strategy import (Watchdog, WorkerLostError, barrier, describe, is_chief,  # noqa: F401
+                              lost_worker_error, peer_failure_reason, set_precision)
 
 log = logging.getLogger(__name__)
 _METRICS = ("pearson", "spearman", "r2", "mse", "mae")
@@ -61,6 +69,9 @@ class TrainSettings:
     log_every_seconds: float = 30.0
     #: batch statistics over the global batch, so multi-replica training matches one device
     sync_batch_norm: bool = False
+    #: multi-worker only: exit (status 75) after this long without a finished step, evaluation batch or
+    #: save, instead of hanging on a stuck peer; must exceed the slowest single tf.function call
+    stall_timeout_s: float | None = 1800.0
 
     def __post_init__(self):
         if self.nan_policy not in ("stop", "skip"):
@@ -72,21 +83,6 @@ class TrainSettings:
 def _numeric(batch: dict) -> dict:
     # Strings (record ids) cannot cross into XLA or all-gathers and no model reads them.
     return {k: v for k, v in batch.items() if v.dtype != tf.string}
-
-
-def _write_text(path: str, text: str) -> None:
-    with tf.io.gfile.GFile(path + ".tmp", "w") as fh:  # gfile: run_dir may be gs:// on TPUs
-        fh.write(text)
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-
-
-def _write_history(run_dir: str, rows: list[dict]) -> None:
-    _write_text(os.path.join(run_dir, "history.json"), json.dumps(rows, indent=1))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    _write_text(os.path.join(run_dir, "history.csv"), buf.getvalue())
 
 
 def _padded(ds: tf.data.Dataset, b: int) -> tf.data.Dataset:
@@ -129,9 +125,13 @@ class Trainer:
         self.model_config = dict(model_config or {})
         self.ckpt_dir = os.path.join(run_dir, "checkpoints")
         self.best_prefix = os.path.join(run_dir, "best", "weights")
-        own = "" if self.chief else f"/.worker{self.info['worker_index']}_tmp"  # TF's multi-worker recipe
-        self._write_ckpt_dir, self._write_best = self.ckpt_dir + own, os.path.join(run_dir, "best" + own, "weights")
+        # Non-chief workers take part in every save (TF's multi-worker recipe) into folders they delete again.
+        own = "" if self.chief else f"/.worker{self.info['worker_index']}_tmp"
+        self._write_ckpt_dir = self.ckpt_dir + own
+        self._write_best = os.path.join(run_dir + own, "best", "weights") if own else self.best_prefix
         tf.io.gfile.makedirs(run_dir)
+        if self.chief:
+            recover_swap(os.path.dirname(self.best_prefix))
 
         keras.utils.set_random_seed(s.seed)  # same initial weights on every worker and every rerun
         previous = keras.config.dtype_policy()
@@ -155,7 +155,9 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, variables=every, epoch=self._epoch,
             best_score=self._best_score, best_epoch=self._best_epoch, bad_epochs=self._bad_epochs)
-        self._best_ckpt = tf.train.Checkpoint(model=self.model, variables=every)
+        # tagged with its epoch, so a resume can tell whether best/ is in step with the checkpoint
+        self._best_ckpt = tf.train.Checkpoint(model=self.model, variables=every, epoch=self._best_epoch)
+        self._beat: Callable[[str], None] = lambda doing: None
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._write_ckpt_dir, max_to_keep=s.keep_checkpoints)
         self._train_step = self._make_train_function()
         self._eval_step = self._make_eval_function()
@@ -168,8 +170,12 @@ class Trainer:
 
     def _grads(self, batch):
         with tf.GradientTape() as tape:
-            out = self.model(self.spec.inputs(batch, True), training=True)
-            per_example = tf.cast(self.loss_fn(self.spec.targets(batch), out), tf.float32)
+            inputs = self.spec.inputs(batch, True)
+            out = self.model(inputs, training=True)
+            if self.spec.compute_loss is not None:  # needs the (e.g. masked) inputs or the model's label stats
+                per_example = tf.cast(self.spec.compute_loss(self.model, batch, inputs, out), tf.float32)
+            else:
+                per_example = tf.cast(self.loss_fn(self.spec.targets(batch), out), tf.float32)
             loss = tf.reduce_sum(per_example) / self.global_batch
             if self.model.losses:
                 loss += tf.cast(tf.add_n(self.model.losses), tf.float32) / self.replicas
@@ -177,6 +183,7 @@ class Trainer:
         return loss, tape.gradient(scaled, self.model.trainable_variables)
 
     def _replica_step(self, batch):
+        before = [tf.identity(v) for v in self._forward_state]
         loss, grads = self._grad_fn(batch)
         keep = [i for i, g in enumerate(grads) if g is not None]
         reduced = tf.distribute.get_replica_context().all_reduce(_SUM, [loss] + [grads[i] for i in keep])
@@ -187,12 +194,17 @@ class Trainer:
         if not hasattr(self.optimizer, "inner_optimizer"):  # loss scaling skips overflowing grads itself
             finite = tf.logical_and(finite, tf.math.is_finite(tf.add_n([tf.reduce_sum(g) for g in reduced[1:]])))
         apply_if_finite(self.optimizer, grads, self.model.trainable_variables, finite)
+        for v, old in zip(self._forward_state, before):  # a dropped step also drops its batch-norm statistics
+            v.assign(tf.where(finite, v, old))
         return loss, finite
 
     def _make_train_function(self):
         self._grad_fn = tf.function(self._grads, jit_compile=True) if self.settings.jit else self._grads
         stop = self.settings.nan_policy == "stop"
         strategy = self.strategy
+        # what a forward pass updates besides gradients (moving statistics): restored when "skip" drops a step
+        self._forward_state = [] if stop else [v for v in self.model.non_trainable_variables
+                                               if "float" in str(v.dtype)]
 
         def run_steps(iterator, n):
             total, bad, done = tf.constant(0.0), tf.constant(0), tf.constant(0)
@@ -243,6 +255,7 @@ class Trainer:
         collector, iterator = PredictionCollector(), iter(dist)
         while True:
             rows = self._eval_step(iterator).numpy()
+            self._beat("evaluating")
             keep = rows[:, 2] > 0
             if not keep.any():  # every replica on every worker is padding: all agree to stop
                 break
@@ -256,6 +269,23 @@ class Trainer:
         """Train to settings.epochs; `train_fn(input_context, seed)` gives per-replica batches (drop_remainder=True).
 
         `on_epoch_end(row)` runs after each epoch's checkpoint (e.g. to stop on a time budget)."""
+        s = self.settings
+        watchdog = Watchdog(s.stall_timeout_s if self.multiworker else None,
+                            f" (worker {self.info['worker_index']} of {self.info['workers']})")
+        try:
+            with watchdog:
+                self._beat = watchdog.beat
+                return self._fit(train_fn, val_fn, resume, init_from, on_epoch_end)
+        except tf.errors.OpError as err:
+            lost = self.multiworker and lost_worker_error(err, self.info, int(self._epoch.numpy()) + 1,
+                                                          tf.train.latest_checkpoint(self.ckpt_dir))
+            if not lost:
+                raise
+            raise lost from err
+        finally:
+            self._beat = lambda doing: None
+
+    def _fit(self, train_fn, val_fn, resume, init_from, on_epoch_end) -> dict:
         s = self.settings
         if resume:
             self._resume()
@@ -287,6 +317,7 @@ class Trainer:
         while step < total_steps:
             total, bad, done = self._train_step(iterator, tf.constant(min(s.steps_per_execution, total_steps - step)))
             step, loss_sum, skipped = step + int(done), loss_sum + float(total), skipped + int(bad)
+            self._beat(f"training epoch {epoch + 1} step {step}")
             if bad and s.nan_policy == "stop":
                 raise NonFiniteLossError(
                     f"non-finite training loss at epoch {epoch + 1}, step {step}/{total_steps} (lr "
@@ -301,12 +332,15 @@ class Trainer:
                       file=sys.stderr, flush=True)
         seconds = time.time() - t0
         if skipped:
-            log.warning("epoch %d: skipped %d of %d updates with a non-finite loss", epoch + 1, skipped, step)
+            log.warning("epoch %d: nan_policy='skip' dropped %d of %d updates with a non-finite loss "
+                        "(history column skipped_steps)", epoch + 1, skipped, step)
             if skipped == step:
-                raise NonFiniteLossError(f"every update of epoch {epoch + 1} had a non-finite loss; stopping")
+                raise NonFiniteLossError(f"every update of epoch {epoch + 1} had a non-finite loss; stopping. "
+                                         f"Checkpoints in {self.ckpt_dir} hold only finite weights.")
         return {"epoch": epoch + 1, "step": self._iterations(),
                 "lr": current_lr(self.optimizer), "loss": loss_sum / max(step - skipped, 1),
-                "seconds": seconds, "seq_per_s": step * self.global_batch / max(seconds, 1e-9)}
+                "seconds": seconds, "seq_per_s": step * self.global_batch / max(seconds, 1e-9),
+                "skipped_steps": skipped}
 
     def _iterations(self) -> int:
         return int(inner_optimizer(self.optimizer).iterations.numpy())
@@ -316,27 +350,68 @@ class Trainer:
         return bool(p) and int(self._bad_epochs.numpy()) >= p
 
     def _end_epoch(self, row: dict, has_val: bool) -> None:
-        score = row["val_r2"]
+        """History first, then the checkpoint (the commit point), then best/: a kill between any two
+        leaves files that `_resume` reconciles with the committed epoch."""
+        score, improved = row["val_r2"], not has_val
         if has_val and math.isfinite(score) and score > float(self._best_score.numpy()):
             self._best_score.assign(score)
-            self._best_epoch.assign(row["epoch"])
             self._bad_epochs.assign(0)
-            self._save(self._best_ckpt.write, self._write_best, os.path.dirname(self._write_best))
+            improved = True
         elif has_val:
             self._bad_epochs.assign_add(1)
-        else:
+        if improved:
             self._best_epoch.assign(row["epoch"])
         self._epoch.assign(row["epoch"])
-        self._save(lambda _: self.manager.save(checkpoint_number=row["epoch"]), self._write_ckpt_dir,
-                   self._write_ckpt_dir)
         self.history.append(row)
+        if self.chief:
+            write_history(self.run_dir, self.history)
+        self._save_checkpoint(row["epoch"])
+        if improved and has_val:
+            self._save_best()
 
-    def _save(self, write: Callable, target: str, folder: str) -> None:
-        if not all(np.isfinite(v.numpy()).all() for v in self.model.weights if "float" in str(v.dtype)):
-            raise NonFiniteLossError(f"model weights are not finite; refusing to checkpoint to {target}")
-        write(target)
+    def _check_finite(self, target: str) -> None:
+        bad = [v.path for v in list(self.model.variables) + list(self.optimizer.variables)
+               if "float" in str(v.dtype) and not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
+        if bad:
+            raise NonFiniteLossError(f"{len(bad)} weight/optimizer variable(s) are not finite (e.g. {bad[0]}); "
+                                     f"refusing to write them to {target}. The checkpoints on disk are all finite.")
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        prefix = os.path.join(self._write_ckpt_dir, f"ckpt-{epoch}")
+        self._check_finite(prefix)
+        last_good = tf.train.latest_checkpoint(self.ckpt_dir)
+        try:
+            self.manager.save(checkpoint_number=epoch)  # files, then the state file: a kill leaves no commit
+        except (OSError, tf.errors.OpError) as err:
+            if peer_failure_reason(err):
+                raise
+            raise write_failed(f"checkpoint {prefix}", err, tf.io.gfile.glob(prefix + ".*") + [prefix + "_temp"],
+                                last_good) from err
+        self._done_saving(self._write_ckpt_dir)
+
+    def _save_best(self) -> None:
+        folder = os.path.dirname(self.best_prefix)
+        local = self.chief and "://" not in folder  # object stores cannot rename folders: written in place
+        target = os.path.join(folder + ".partial", "weights") if local else self._write_best
+        self._check_finite(target)
+        try:
+            if local:
+                remove(os.path.dirname(target))
+            self._best_ckpt.write(target)
+            if local:
+                swap_in(os.path.dirname(target), folder)
+        except (OSError, tf.errors.OpError) as err:
+            if peer_failure_reason(err):
+                raise
+            raise write_failed(f"best weights {self.best_prefix}", err,
+                                [folder + ".partial"] if local else [], tf.train.latest_checkpoint(self.ckpt_dir)) \
+                from err
+        self._done_saving(self.run_dir + f"/.worker{self.info['worker_index']}_tmp")
+
+    def _done_saving(self, own_folder: str) -> None:
         if not self.chief:  # every worker must take part in saving; only the chief's copy is kept
-            tf.io.gfile.rmtree(folder)
+            remove(own_folder)
+        self._beat("saving")
         self._barrier()
 
     def _barrier(self) -> None:
@@ -353,29 +428,50 @@ class Trainer:
                 if key not in ("epoch",) and math.isfinite(value):
                     tf.summary.scalar(key, value, step=row["epoch"])
         writer.flush()
-        _write_history(self.run_dir, self.history)
 
     def _say(self, text: str) -> None:
         if self.chief:
             print(text, file=sys.stderr, flush=True)
 
     def _resume(self) -> None:
-        latest = tf.train.latest_checkpoint(self.ckpt_dir)  # the chief's: run_dir is shared by all workers
+        self._barrier()  # the chief has run `recover_swap` on best/ before anyone reads it
+        latest = restore_newest_intact(self.checkpoint, self.ckpt_dir, self._say)  # the chief's: run_dir is shared
         if latest is None:
             log.warning("resume: no checkpoint in %s; starting from scratch", self.ckpt_dir)
             return
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
         done = int(self._epoch.numpy())
+        if self.chief:
+            remove_uncommitted(self.ckpt_dir, done)
         path = os.path.join(self.run_dir, "history.json")
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path) as fh:
                 self.history = [r for r in json.load(fh) if r["epoch"] <= done]
+        self._sync_best(done)
         self._say(f"resumed from {latest}: {done} epoch(s) done, step {int(self._iterations())}")
+
+    def _sync_best(self, done: int) -> None:
+        """best/ must hold the best epoch's weights; a kill after the commit can leave it one save behind."""
+        best, tag = int(self._best_epoch.numpy()), checkpoint_epoch(self.best_prefix)
+        self._barrier()  # every worker has read best/ before the chief may replace it
+        if not best or tag == best or float(self._best_score.numpy()) == -np.inf:
+            return
+        if best == done:  # the weights just restored are the best ones
+            self._say(f"resume: best/ holds epoch {tag}, not the best epoch {best}; rewriting it")
+            self._save_best()
+        else:
+            log.warning("resume: best/ holds epoch %s, the best epoch %d is lost; restore_best will keep the "
+                        "final weights", tag, best)
+            if self.chief:
+                remove(os.path.dirname(self.best_prefix))
 
     def load_weights(self, source: str) -> None:
         """Weights only (fine-tuning): a `.keras` file, a checkpoint prefix, a checkpoint dir or a run dir."""
         if source.endswith(".keras"):
-            self.model.set_weights(keras.saving.load_model(source, safe_mode=True, compile=False).get_weights())
+            try:  # safe_mode: a .keras file may carry Python code (Lambda layers); it is never run
+                weights = keras.saving.load_model(source, safe_mode=True, compile=False).get_weights()
+                self.model.set_weights(weights)
+            except ValueError as err:
+                raise ValueError(f"{source}: cannot initialise {self.spec.name} from it: {err}") from err
             return
         prefix = source
         if tf.io.gfile.isdir(source):
@@ -400,9 +496,9 @@ class Trainer:
                    "steps_per_epoch": self.steps_per_epoch, "precision": self.precision, "strategy": self.info,
                    "settings": asdict(s), "model_config": self.model_config}
         if self.chief:
-            _write_text(os.path.join(self.run_dir, "metrics.json"), json.dumps(summary, indent=1, default=str))
+            write_text(os.path.join(self.run_dir, "metrics.json"), json.dumps(summary, indent=1, default=str))
             self._set_sync_bn(False)  # the saved model should not need a replica context
-            self.model.save(os.path.join(self.run_dir, "model.keras"))
+            save_keras(self.model, os.path.join(self.run_dir, "model.keras"))
             self._set_sync_bn(s.sync_batch_norm)
         self._barrier()
         return summary

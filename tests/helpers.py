@@ -1,5 +1,6 @@
 """Assertions shared by the model test suites (CRMnet, LegNet, ...)."""
 import contextlib
+import socket
 from pathlib import Path
 
 import keras
@@ -73,3 +74,14 @@ def random_codes(batch, length, seed=0, with_n=True):
     rng = np.random.default_rng(seed)
     high = 5 if with_n else 4
     return rng.integers(0, high, size=(batch, length), dtype=np.uint8)
+
+
+def free_ports(n: int) -> list[int]:
+    """n TCP ports free on 127.0.0.1 right now (for multi-worker TF_CONFIGs in subprocess tests)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports

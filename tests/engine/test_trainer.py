@@ -7,7 +7,6 @@ Independent processes run at the same time: most of their time is single-threade
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from data_prep.build import build, parser
 from data_prep.simulate import simulate, write_tsv
+from tests.helpers import free_ports
 
 WORKER = Path(__file__).with_name("train_worker.py")
 # Same wiring as CRMnet (encoder, transformer, decoder, SE head) at ~6k parameters: traces fast.
@@ -39,14 +39,6 @@ def data_dir(tmp_path_factory):
     return str(d / "ds")
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _run_jobs(tmp, jobs: dict) -> dict:
@@ -180,7 +172,7 @@ def test_mirrored_and_multiworker_match_default_strategy(data_dir, tmp_path):
     """Same GLOBAL batch (32 = 1x32 = 2x16), no dropout, no shuffle, synchronized batch norm."""
     settings = {"epochs": 2, "batch_size": 16, "log_every_seconds": 1000, "sync_batch_norm": True}
     common = {"model": NO_DROPOUT, "shuffle": False, "schedule": {"name": "constant", "lr": 1e-3}, "timeout": 60}
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     jobs = {"default": _job(data_dir, tmp_path, "default", **common, settings={**settings, "batch_size": 32},
                             init_out=str(tmp_path / "init.npz")),
             "mirrored": _job(data_dir, tmp_path, "mirrored", **common, settings=settings, strategy="mirrored", cpus=2)}

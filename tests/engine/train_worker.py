@@ -4,11 +4,24 @@ Strategy tests need this because logical CPU devices and TF_CONFIG must be set b
 initialises, and op determinism is process-wide. Writes the final weights to job["out"] (.npz)
 and fit's summary beside it (.json). `kill_after_epoch` ends the process abruptly after that
 epoch's checkpoint, like a preempted machine.
+
+Fault injection for the reliability tests (job["fault"], test-only: the package has no such hooks):
+  {"kind": "kill_at_step", "step": N}        SIGKILL right after the N-th training step of this process
+  {"kind": "kill_in_checkpoint", "epoch": E, "partial": bool}
+                                             SIGKILL inside epoch E's checkpoint save: after TF wrote the
+                                             files, before the `checkpoint` state file names them; with
+                                             partial=True the data/index files are first cut short and a
+                                             half-written temp file is left, as a kill mid-write would
+  {"kind": "stop_after_epoch", "epoch": E}   SIGSTOP itself after epoch E: a hung, not a dead, worker
+  {"kind": "sleep_at_step", "step": N}       block in Python before step N: alive (heartbeats go on) but stuck
+job["audit"] = path: record every file this process opens for writing (JSON list, written at the end).
 """
 from __future__ import annotations
 
+import builtins
 import json
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -48,12 +61,15 @@ def run(job: dict) -> dict:
     from seq2exp.trainer import Trainer, TrainSettings
 
     strategy = resolve_strategy(job.get("strategy", "default"), collective_timeout_s=job.get("timeout", 120))
+    written = _audit_writes() if job.get("audit") else None
     settings = TrainSettings(**job["settings"])
     train_fn, val_fn, n_train = data_fns(job["data"], settings.batch_size * strategy.num_replicas_in_sync,
                                          job.get("shuffle", True))
     trainer = Trainer(get_model_spec("crmnet"), job["model"], job["run_dir"], strategy,
                       precision=job.get("precision", "float32"), optimizer_cfg=job.get("optimizer"),
                       schedule_cfg=job.get("schedule"), settings=settings, train_examples=n_train)
+
+    _inject_fault(trainer, job.get("fault"))
 
     if job.get("init_out"):
         np.savez(job["init_out"], *[v.numpy() for v in trainer.model.weights])
@@ -62,13 +78,99 @@ def run(job: dict) -> dict:
         if row["epoch"] == job.get("kill_after_epoch"):
             sys.stderr.flush()
             os._exit(17)  # no cleanup, no final files: a hard kill
+        fault = job.get("fault") or {}
+        if fault.get("kind") == "stop_after_epoch" and row["epoch"] == fault["epoch"]:
+            print(f"worker stopping itself (SIGSTOP) after epoch {row['epoch']}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)
 
     summary = trainer.fit(train_fn, val_fn, resume=job.get("resume", False), on_epoch_end=on_epoch_end)
     if job.get("out"):
         np.savez(job["out"], *[v.numpy() for v in trainer.model.weights])
         with open(job["out"] + ".json", "w") as fh:
             json.dump({"summary": summary, "history": trainer.history}, fh, default=str)
+    if written is not None:
+        with open(job["audit"], "w") as fh:
+            json.dump(sorted(set(written)), fh)
     return summary
+
+
+def _die(what: str) -> None:
+    print(f"fault injection: SIGKILL {what}", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _inject_fault(trainer, fault: dict | None) -> None:
+    if not fault:
+        return
+    if fault["kind"] in ("kill_at_step", "sleep_at_step"):
+        import time
+
+        step_fn, calls = trainer._train_step, [0]
+
+        def counted(*args):
+            if fault["kind"] == "sleep_at_step" and calls[0] + 1 == fault["step"]:
+                print(f"fault injection: stuck before training step {calls[0] + 1}", file=sys.stderr, flush=True)
+                time.sleep(10 ** 6)
+            out = step_fn(*args)
+            calls[0] += 1
+            if fault["kind"] == "kill_at_step" and calls[0] == fault["step"]:
+                _die(f"after training step {calls[0]}")
+            return out
+
+        trainer._train_step = counted
+    elif fault["kind"] == "kill_in_checkpoint":
+        import copy
+
+        import tensorflow as tf
+
+        write = tf.train.Checkpoint._write
+
+        def dying_write(self, file_prefix, options=None):
+            if not str(file_prefix).endswith(f"ckpt-{fault['epoch']}"):
+                return write(self, file_prefix, options)
+            options = copy.copy(options) if options else tf.train.CheckpointOptions()
+            options.experimental_write_callbacks = None  # the manager's commit (state file) never runs
+            path = write(self, file_prefix, options)
+            if fault.get("partial"):
+                for name in tf.io.gfile.glob(path + ".*"):
+                    with open(name, "r+b") as fh:
+                        fh.truncate(os.path.getsize(name) // 2)
+                os.makedirs(path + "_temp", exist_ok=True)
+                with open(os.path.join(path + "_temp", "part-00000-of-00001.data-00000-of-00001.tempstate1"),
+                          "wb") as fh:
+                    fh.write(b"\0" * 100)
+            _die(f"inside the checkpoint save of {path}")
+
+        tf.train.Checkpoint._write = dying_write
+    elif fault["kind"] != "stop_after_epoch":
+        raise ValueError(f"unknown fault {fault}")
+
+
+def _audit_writes() -> list[str]:
+    """Paths this process writes through Python, TF file APIs, checkpoints, Keras saves and summaries."""
+    import keras
+    import tensorflow as tf
+
+    written: list[str] = []
+
+    def wrap(owner, name, path_of):
+        original = getattr(owner, name)
+
+        def audited(*args, **kwargs):
+            path = path_of(*args, **kwargs)
+            if path is not None:
+                written.append(os.path.abspath(str(path)))
+            return original(*args, **kwargs)
+
+        setattr(owner, name, audited)
+
+    wrap(builtins, "open", lambda f, mode="r", *a, **k: f if any(c in mode for c in "wax+") else None)
+    wrap(tf.io.gfile.GFile, "__init__", lambda self, name, mode="r": name if "w" in mode or "a" in mode else None)
+    wrap(tf.io.gfile, "rename", lambda src, dst, overwrite=False: dst)
+    wrap(tf.train.Checkpoint, "_write", lambda self, prefix, options=None: prefix)
+    wrap(keras.Model, "save", lambda self, path, *a, **k: path)
+    wrap(tf.summary, "create_file_writer", lambda logdir, *a, **k: logdir)
+    return written
 
 
 if __name__ == "__main__":

@@ -1,0 +1,156 @@
+"""A full disk during a save: a clear error, the partial files removed, the previous files intact.
+
+The writes are made to fail the way TF and Keras fail on ENOSPC (measured on a 256 KiB tmpfs:
+TF raises ResourceExhaustedError "... No space left on device" and leaves `ckpt-N_temp/`; Keras
+raises OSError(28) and leaves a truncated model.keras). The last test uses a real tmpfs where it
+may mount one (root on Linux) and is skipped elsewhere.
+"""
+import errno
+import os
+import shutil
+import subprocess
+
+import pytest
+import tensorflow as tf
+
+from tests.reliability.jobs import SMALL
+
+ENOSPC = "No space left on device"
+
+
+@pytest.fixture()
+def trainer(tmp_path):
+    from seq2exp.registry import get_model_spec
+    from seq2exp.trainer import Trainer, TrainSettings
+
+    return Trainer(get_model_spec("crmnet"), SMALL, str(tmp_path / "run"),
+                   settings=TrainSettings(epochs=2, batch_size=32, steps_per_epoch=1, log_every_seconds=1000))
+
+
+def test_disk_full_during_checkpoint_write(trainer, monkeypatch):
+    from seq2exp.trainer import CheckpointWriteError
+
+    trainer._save_checkpoint(1)
+    write = tf.train.Checkpoint._write
+
+    def fill_disk(self, prefix, options=None):
+        os.makedirs(prefix + "_temp")
+        with open(os.path.join(prefix + "_temp", "part-00000-of-00001.data-00000-of-00001.tempstate7"), "wb") as fh:
+            fh.write(b"\0" * 1000)
+        with open(prefix + ".index", "wb") as fh:
+            fh.write(b"\0" * 10)
+        raise tf.errors.ResourceExhaustedError(None, None, f"{prefix}_temp/part-00000-of-00001.data; {ENOSPC}")
+
+    monkeypatch.setattr(tf.train.Checkpoint, "_write", fill_disk)
+    with pytest.raises(CheckpointWriteError) as info:
+        trainer._save_checkpoint(2)
+    assert info.value.errno == errno.ENOSPC
+    message = str(info.value)
+    assert f"could not write checkpoint {trainer.ckpt_dir}/ckpt-2: the disk is full" in message
+    assert f"last complete checkpoint is {trainer.ckpt_dir}/ckpt-1" in message and "--resume" in message
+    monkeypatch.setattr(tf.train.Checkpoint, "_write", write)
+    names = sorted(os.listdir(trainer.ckpt_dir))
+    assert not [n for n in names if n.startswith("ckpt-2")], names  # nothing partial left
+    assert tf.train.latest_checkpoint(trainer.ckpt_dir).endswith("ckpt-1")
+    trainer.checkpoint.restore(tf.train.latest_checkpoint(trainer.ckpt_dir)).assert_existing_objects_matched()
+
+
+def test_disk_full_during_best_weights_keeps_the_previous_best(trainer, monkeypatch):
+    from seq2exp.trainer import CheckpointWriteError
+
+    trainer._best_epoch.assign(1)
+    trainer._save_best()
+    best = os.path.dirname(trainer.best_prefix)
+    before = {n: open(os.path.join(best, n), "rb").read() for n in os.listdir(best)}
+
+    def fill_disk(prefix, options=None):
+        os.makedirs(os.path.dirname(prefix), exist_ok=True)
+        with open(prefix + ".data-00000-of-00001", "wb") as fh:
+            fh.write(b"\0" * 100)
+        raise OSError(errno.ENOSPC, ENOSPC)
+
+    monkeypatch.setattr(trainer._best_ckpt, "write", fill_disk)
+    trainer._best_epoch.assign(2)
+    with pytest.raises(CheckpointWriteError, match=f"could not write best weights {trainer.best_prefix}: the disk"):
+        trainer._save_best()
+    assert not os.path.exists(best + ".partial") and not os.path.exists(best + ".old")
+    assert {n: open(os.path.join(best, n), "rb").read() for n in os.listdir(best)} == before
+    from seq2exp.checkpointing import checkpoint_epoch
+
+    assert checkpoint_epoch(trainer.best_prefix) == 1
+
+
+def test_disk_full_during_model_export_and_history(trainer, tmp_path, monkeypatch):
+    import keras
+
+    from seq2exp.checkpointing import save_keras, write_history
+    from seq2exp.trainer import CheckpointWriteError
+
+    path = tmp_path / "model.keras"
+    save_keras(trainer.model, str(path))
+    good = path.read_bytes()
+
+    def fill_disk(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as fh:  # Keras writes its zip in place: half a file
+            fh.write(good[: len(good) // 2])
+        raise OSError(errno.ENOSPC, ENOSPC)
+
+    monkeypatch.setattr(keras.Model, "save", fill_disk)
+    with pytest.raises(CheckpointWriteError, match=f"could not write {path}: the disk is full"):
+        save_keras(trainer.model, str(path))
+    assert path.read_bytes() == good and not (tmp_path / "model.partial.keras").exists()
+
+    rows = [{"epoch": 1, "loss": 1.0}]
+    write_history(str(tmp_path), rows)
+
+    class FullFile:
+        def __init__(self, name, mode="r"):
+            self.name = name
+
+        def __enter__(self):
+            with open(self.name, "w") as fh:
+                fh.write("[{\"epo")
+            return self
+
+        def write(self, text):
+            raise tf.errors.ResourceExhaustedError(None, None, f"{self.name}; {ENOSPC}")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(tf.io.gfile, "GFile", FullFile)
+    with pytest.raises(CheckpointWriteError, match="history.json: the disk is full"):
+        write_history(str(tmp_path), rows + [{"epoch": 2, "loss": 0.5}])
+    assert (tmp_path / "history.json").read_text().count('"epoch"') == 1
+    assert not (tmp_path / "history.json.tmp").exists()
+
+
+@pytest.fixture()
+def tiny_tmpfs(tmp_path):
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if not shutil.which("mount") or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                                                    capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root); the monkeypatched tests above cover the logic")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_real_full_disk(tiny_tmpfs):
+    """A 1 MiB file system: preflight refuses the run; forced past that, the save fails cleanly."""
+    from seq2exp.preflight import PreflightError, check_free_space, checkpoint_bytes
+    from seq2exp.registry import get_model_spec
+    from seq2exp.trainer import CheckpointWriteError, Trainer, TrainSettings
+
+    run = tiny_tmpfs / "run"
+    trainer = Trainer(get_model_spec("crmnet"), SMALL, str(run), settings=TrainSettings(steps_per_epoch=1))
+    with pytest.raises(PreflightError, match=f"{run}: .* MB free, but this run writes about"):
+        check_free_space(str(run), checkpoint_bytes(trainer)["run"])
+    free = shutil.disk_usage(tiny_tmpfs).free
+    with open(tiny_tmpfs / "ballast", "wb") as fh:  # leave less than one checkpoint
+        fh.write(b"\0" * (free - checkpoint_bytes(trainer)["checkpoint"] // 4))
+    with pytest.raises(CheckpointWriteError, match=f"ckpt-1: the disk is full .*{ENOSPC}"):
+        trainer._save_checkpoint(1)
+    assert sorted(os.listdir(run / "checkpoints")) == []

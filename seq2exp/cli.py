@@ -45,7 +45,7 @@ def _demo_data(cfg) -> None:
 
 
 def _settings(cfg, epochs: int):
-    from seq2exp.trainer import TrainSettings
+    from seq2exp.settings import TrainSettings
 
     return TrainSettings(epochs=epochs, batch_size=cfg.batch_size, steps_per_epoch=cfg.steps_per_epoch,
                          steps_per_execution=cfg.steps_per_execution, jit=cfg.jit, patience=cfg.patience,

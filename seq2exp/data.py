@@ -10,6 +10,7 @@ import os
 import re
 
 import numpy as np
+import tensorflow as tf
 
 from data_prep.build import build, parser as build_parser
 from data_prep.manifest import MANIFEST, Manifest, load_manifest
@@ -60,3 +61,24 @@ def read_arrays(m: Manifest, split: str, limit: int | None = None) -> dict[str, 
         if limit and n >= limit:
             break
     return {k: np.concatenate(v)[:limit] for k, v in parts.items()}
+
+
+# ----------------------------------------------------------------------------- evaluation input
+
+def numeric_fields(batch: dict) -> dict:
+    # Strings (record ids) cannot cross into XLA or all-gathers and no model reads them.
+    return {k: v for k, v in batch.items() if v.dtype != tf.string}
+
+
+def padded_batches(ds: tf.data.Dataset, b: int) -> tf.data.Dataset:
+    """Batches of exactly b rows + a row mask, then endless all-masked ones: static shapes, every row once."""
+    ds = ds.map(numeric_fields).unbatch().batch(b)
+    shapes = {k: tf.TensorShape([b]).concatenate(v.shape[1:]) for k, v in ds.element_spec.items()}
+
+    def pad(batch):
+        n = tf.shape(batch["label"])[0]
+        return ({k: tf.ensure_shape(tf.concat([v, tf.zeros(tf.concat([[b - n], tf.shape(v)[1:]], 0), v.dtype)], 0),
+                                    shapes[k]) for k, v in batch.items()}, tf.range(b) < n)
+
+    filler = ({k: tf.zeros(shapes[k], v.dtype) for k, v in ds.element_spec.items()}, tf.zeros([b], tf.bool))
+    return ds.map(pad).concatenate(tf.data.Dataset.from_tensors(filler).repeat())

@@ -22,7 +22,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Callable
 
 import keras
@@ -32,71 +32,18 @@ import tensorflow as tf
 from seq2exp.checkpointing import (CheckpointWriteError, checkpoint_epoch, recover_swap, remove,  # noqa: F401
                                    remove_uncommitted, restore_newest_intact, save_keras, swap_in, write_failed,
                                    write_history, write_text)
+from seq2exp.data import numeric_fields, padded_batches
 from seq2exp.losses import get_loss
 from seq2exp.metrics import PredictionCollector
 from seq2exp.optim import apply_if_finite, build_optimizer, current_lr, inner_optimizer, use_reduced_gradients
 from seq2exp.registry import ModelSpec
+from seq2exp.settings import NonFiniteLossError, TrainSettings  # noqa: F401  (public here too)
 from seq2exp.strategy import (Watchdog, WorkerLostError, barrier, describe, is_chief,  # noqa: F401
                               lost_worker_error, peer_failure_reason, set_precision)
 
 log = logging.getLogger(__name__)
 _METRICS = ("pearson", "spearman", "r2", "mse", "mae")
 _SUM = tf.distribute.ReduceOp.SUM
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/inf loss (or weights) under nan_policy="stop"."""
-
-
-@dataclass
-class TrainSettings:
-    epochs: int = 10
-    #: PER-REPLICA batch (as in the CRMnet paper); the global batch is this x replicas
-    batch_size: int = 32
-    #: None = one pass over the train split (needs Trainer(train_examples=...)); set it when mixing datasets
-    steps_per_epoch: int | None = None
-    #: training steps per tf.function call (a tf.range loop inside it): fewer host round-trips
-    steps_per_execution: int = 1
-    #: XLA-compile the forward/backward pass
-    jit: bool = False
-    #: early stopping on validation R^2 (None/0 = never stop early)
-    patience: int | None = 10
-    restore_best: bool = True
-    seed: int = 0
-    keep_checkpoints: int = 3
-    #: "stop": raise NonFiniteLossError on a NaN/inf loss; "skip": drop that update and go on
-    nan_policy: str = "stop"
-    log_every_seconds: float = 30.0
-    #: batch statistics over the global batch, so multi-replica training matches one device
-    sync_batch_norm: bool = False
-    #: multi-worker only: exit (status 75) after this long without a finished step, evaluation batch or
-    #: save, instead of hanging on a stuck peer; must exceed the slowest single tf.function call
-    stall_timeout_s: float | None = 1800.0
-
-    def __post_init__(self):
-        if self.nan_policy not in ("stop", "skip"):
-            raise ValueError(f"nan_policy must be 'stop' or 'skip', got {self.nan_policy!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.steps_per_execution < 1:
-            raise ValueError("epochs, batch_size and steps_per_execution must be >= 1")
-
-
-def _numeric(batch: dict) -> dict:
-    # Strings (record ids) cannot cross into XLA or all-gathers and no model reads them.
-    return {k: v for k, v in batch.items() if v.dtype != tf.string}
-
-
-def _padded(ds: tf.data.Dataset, b: int) -> tf.data.Dataset:
-    """Batches of exactly b rows + a row mask, then endless all-masked ones: static shapes, every row once."""
-    ds = ds.map(_numeric).unbatch().batch(b)
-    shapes = {k: tf.TensorShape([b]).concatenate(v.shape[1:]) for k, v in ds.element_spec.items()}
-
-    def pad(batch):
-        n = tf.shape(batch["label"])[0]
-        return ({k: tf.ensure_shape(tf.concat([v, tf.zeros(tf.concat([[b - n], tf.shape(v)[1:]], 0), v.dtype)], 0),
-                                    shapes[k]) for k, v in batch.items()}, tf.range(b) < n)
-
-    filler = ({k: tf.zeros(shapes[k], v.dtype) for k, v in ds.element_spec.items()}, tf.zeros([b], tf.bool))
-    return ds.map(pad).concatenate(tf.data.Dataset.from_tensors(filler).repeat())
 
 
 class Trainer:
@@ -241,7 +188,7 @@ class Trainer:
             raise ValueError(f"the training dataset must yield dict batches of exactly {b} examples per replica "
                              f"with a static batch dimension (drop_remainder=True); got {ds.element_spec}")
         if any(v.dtype == tf.string for v in ds.element_spec.values()):
-            ds = ds.map(_numeric)
+            ds = ds.map(numeric_fields)
         return ds.repeat()  # repeat: uneven worker shards never run dry mid-epoch
 
     def evaluate(self, data) -> dict:
@@ -249,7 +196,7 @@ class Trainer:
         def pipeline(ctx):
             ds = data.shard(ctx.num_input_pipelines, ctx.input_pipeline_id) if isinstance(data, tf.data.Dataset) \
                 else data(ctx)
-            return _padded(ds, ctx.get_per_replica_batch_size(self.global_batch))
+            return padded_batches(ds, ctx.get_per_replica_batch_size(self.global_batch))
 
         dist = self.strategy.distribute_datasets_from_function(pipeline)
         collector, iterator = PredictionCollector(), iter(dist)

@@ -1,6 +1,11 @@
 """Assertions shared by the model test suites (CRMnet, LegNet, ...)."""
 import contextlib
+import json
+import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import keras
@@ -85,3 +90,46 @@ def free_ports(n: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+def run_jobs(worker, tmp, jobs: dict, timeout_s: float) -> dict:
+    """Run ``worker JOB.json`` for every job at once, wait for all (bounded by ``timeout_s``).
+
+    Returns ``{name: {"rc", "log", "seconds" (start to exit)}}``. A job still running at the deadline
+    is killed with the others and fails the test (a hang must not hang CI).
+    """
+    import pytest
+
+    tmp = Path(tmp)
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    procs, t0 = {}, time.time()
+    for name, spec in jobs.items():
+        path = tmp / f"{name}.json"
+        path.write_text(json.dumps(spec))
+        log = open(tmp / f"{name}.log", "w")
+        procs[name] = (subprocess.Popen([sys.executable, str(worker), str(path)], stdout=log,
+                                        stderr=subprocess.STDOUT, env=env), log)
+    ended: dict[str, float] = {}
+    while len(ended) < len(procs) and time.time() - t0 < timeout_s:
+        for name, (proc, _) in procs.items():
+            if name not in ended and proc.poll() is not None:
+                ended[name] = time.time() - t0
+        time.sleep(0.2)
+    for proc, log in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    if len(ended) < len(procs):
+        pytest.fail(f"jobs {sorted(set(procs) - set(ended))} still running after {timeout_s}s (a hang); "
+                    f"logs in {tmp}")
+    return {name: {"rc": proc.returncode, "log": (tmp / f"{name}.log").read_text(), "seconds": ended[name]}
+            for name, (proc, _) in procs.items()}
+
+
+def assert_jobs_ok(results: dict, *names: str) -> None:
+    for name in names:
+        r = results[name]
+        assert r["rc"] == 0, f"job {name} failed (rc {r['rc']}):\n{r['log'][-4000:]}"

@@ -4,9 +4,6 @@ Tiny presets on 600 simulated sequences; one fresh process per model (the mirror
 needs two logical CPUs before TensorFlow starts), both processes at once.
 """
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +12,8 @@ import pytest
 
 from data_prep.build import build, parser
 from data_prep.simulate import simulate, write_tsv
-from tests.engine.test_trainer import _ok
+from tests.helpers import assert_jobs_ok as _ok
+from tests.helpers import run_jobs
 
 WORKER = Path(__file__).with_name("train_worker.py")
 TIMEOUT_S = 300
@@ -32,28 +30,13 @@ def runs(tmp_path_factory):
     build(args.inputs, args.out, args)
     jobs = {}
     for model, schedule in (("cnn_bilstm", None), ("macaron", SHORT_WARMUP)):
-        jobs[model] = {"data": str(tmp / "ds"), "out": str(tmp / f"{model}.json"), "runs": [
+        jobs[model] = {"data": str(tmp / "ds"), "out": str(tmp / f"{model}_result.json"), "runs": [
             {"name": strategy, "model": model, "strategy": strategy, "epochs": 5, "batch_size": bs,
              "schedule": schedule, "run_dir": str(tmp / f"{model}_{strategy}")}
             for strategy, bs in (("default", 32), ("mirrored", 16))]}
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    procs = {}
     t0 = time.time()
-    for name, job in jobs.items():
-        (tmp / f"{name}_job.json").write_text(json.dumps(job))
-        log = open(tmp / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen([sys.executable, str(WORKER), str(tmp / f"{name}_job.json")], stdout=log,
-                                        stderr=subprocess.STDOUT, env=env), log)
-    try:
-        for proc, log in procs.values():
-            proc.wait(timeout=max(t0 + TIMEOUT_S - time.time(), 1))
-            log.close()
-    except subprocess.TimeoutExpired:
-        for proc, _ in procs.values():
-            proc.kill()
-        pytest.fail(f"training jobs did not finish in {TIMEOUT_S}s; logs in {tmp}")
+    results = run_jobs(WORKER, tmp, jobs, TIMEOUT_S)
     print(f"dream peer training runs: {time.time() - t0:.1f}s")
-    results = {name: (proc.returncode, (tmp / f"{name}.log").read_text()) for name, (proc, _) in procs.items()}
     return jobs, results
 
 

@@ -5,9 +5,7 @@ determinism on, because logical CPU devices and TF_CONFIG must be set before Ten
 Independent processes run at the same time: most of their time is single-threaded tracing.
 """
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +15,8 @@ import pytest
 
 from data_prep.build import build, parser
 from data_prep.simulate import simulate, write_tsv
-from tests.helpers import free_ports
+from tests.helpers import assert_jobs_ok as _ok  # noqa: F401  (also used by tests/dream_peers)
+from tests.helpers import free_ports, run_jobs
 
 WORKER = Path(__file__).with_name("train_worker.py")
 # Same wiring as CRMnet (encoder, transformer, decoder, SE head) at ~6k parameters: traces fast.
@@ -42,31 +41,7 @@ def data_dir(tmp_path_factory):
 
 
 def _run_jobs(tmp, jobs: dict) -> dict:
-    """Start every job at once, wait for all (bounded); {name: (returncode, log text)}."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    procs = {}
-    for name, job in jobs.items():
-        spec = tmp / f"{name}.json"
-        spec.write_text(json.dumps(job))
-        log = open(tmp / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen([sys.executable, str(WORKER), str(spec)], stdout=log,
-                                        stderr=subprocess.STDOUT, env=env), log)
-    deadline = time.time() + JOB_TIMEOUT_S
-    try:
-        for proc, log in procs.values():
-            proc.wait(timeout=max(deadline - time.time(), 1))
-            log.close()
-    except subprocess.TimeoutExpired:
-        for proc, _ in procs.values():
-            proc.kill()
-        pytest.fail(f"training jobs did not finish in {JOB_TIMEOUT_S}s; logs in {tmp}")
-    return {name: (proc.returncode, (tmp / f"{name}.log").read_text()) for name, (proc, _) in procs.items()}
-
-
-def _ok(results, *names):
-    for name in names:
-        rc, text = results[name]
-        assert rc == 0, f"job {name} failed (rc {rc}):\n{text[-4000:]}"
+    return run_jobs(WORKER, tmp, jobs, JOB_TIMEOUT_S)
 
 
 def _job(data_dir, tmp, name, **overrides):
@@ -142,14 +117,14 @@ def test_default_strategy_run_writes_everything(default_runs):
 def test_resume_after_kill_matches_uninterrupted_run(default_runs):
     tmp, jobs, results = default_runs
     _ok(results, "full")
-    rc, text = results["killed"]
+    rc, text = results["killed"]["rc"], results["killed"]["log"]
     assert rc == 17, text[-3000:]
     run = Path(jobs["killed"]["run_dir"])
     assert (run / "checkpoints" / "ckpt-2.index").exists() and not (run / "model.keras").exists()
     resume = {**jobs["killed"], "kill_after_epoch": None, "resume": True, "out": str(tmp / "resumed.npz")}
     res = _run_jobs(tmp, {"resumed": resume})
     _ok(res, "resumed")
-    assert "resumed from" in res["resumed"][1] and "epochs 3..4" in res["resumed"][1]
+    assert "resumed from" in res["resumed"]["log"] and "epochs 3..4" in res["resumed"]["log"]
     assert _max_diff(_weights(resume["out"]), _weights(jobs["full"]["out"])) < 1e-6
     full, resumed = _history(jobs["full"]), _history(resume)
     assert [r["epoch"] for r in resumed["history"]] == [1, 2, 3, 4]

@@ -6,16 +6,13 @@ process). Every wait is bounded: a job that hangs fails the test instead of hang
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from tests.helpers import free_ports  # noqa: F401  (re-exported for the reliability tests)
+from tests.helpers import assert_jobs_ok as ok  # noqa: F401  (re-exported for the reliability tests)
+from tests.helpers import free_ports  # noqa: F401
+from tests.helpers import run_jobs as _run_jobs
 
 WORKER = Path(__file__).resolve().parents[1] / "engine" / "train_worker.py"
 #: CRMnet's wiring at ~6k parameters, no dropout: traces fast and multi-worker runs match one device
@@ -53,37 +50,7 @@ def job(data: str, tmp: Path, name: str, **overrides) -> dict:
 
 def run_jobs(tmp: Path, jobs: dict, timeout_s: float = JOB_TIMEOUT_S) -> dict:
     """Start all jobs at once; {name: {"rc", "log", "seconds" (start to exit)}}. Kills everything on timeout."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
-           "PYTHONPATH": str(WORKER.parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    procs, t0 = {}, time.time()
-    for name, spec in jobs.items():
-        path = tmp / f"{name}.json"
-        path.write_text(json.dumps(spec))
-        log = open(tmp / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen([sys.executable, str(WORKER), str(path)], stdout=log,
-                                        stderr=subprocess.STDOUT, env=env), log)
-    ended: dict[str, float] = {}
-    while len(ended) < len(procs) and time.time() - t0 < timeout_s:
-        for name, (proc, _) in procs.items():
-            if name not in ended and proc.poll() is not None:
-                ended[name] = time.time() - t0
-        time.sleep(0.2)
-    for proc, log in procs.values():
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-    if len(ended) < len(procs):
-        pytest.fail(f"jobs {sorted(set(procs) - set(ended))} still running after {timeout_s}s (a hang); "
-                    f"logs in {tmp}")
-    return {name: {"rc": proc.returncode, "log": (tmp / f"{name}.log").read_text(), "seconds": ended[name]}
-            for name, (proc, _) in procs.items()}
-
-
-def ok(results: dict, *names: str) -> None:
-    for name in names:
-        r = results[name]
-        assert r["rc"] == 0, f"job {name} failed (rc {r['rc']}):\n{r['log'][-4000:]}"
+    return _run_jobs(WORKER, tmp, jobs, timeout_s)
 
 
 def weights(path) -> list[np.ndarray]:

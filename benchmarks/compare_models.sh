@@ -12,7 +12,7 @@ COMMON=(--data "$G/SSWM_complex.csv" "$G/Random_complex.csv" --test "$G/Native_c
         --preset small --epochs "$EPOCHS" --steps-per-epoch "$STEPS" --batch-size 64 --patience 10 --seed 0)
 python -m seq2exp.train --model cnn_bilstm "${COMMON[@]}" --run-dir "$OUT/cnn_bilstm"
 python -m seq2exp.train --model crmnet "${COMMON[@]}" --run-dir "$OUT/crmnet" \
-    --schedule '{"name": "crmnet_warmup_cosine", "warmup_epochs": 1}'
+    --schedule '{"name": "warmup_cosine", "warmup_epochs": 1}'
 python -m seq2exp.train --model legnet "${COMMON[@]}" --run-dir "$OUT/legnet"
 python -m seq2exp.train --model macaron "${COMMON[@]}" --run-dir "$OUT/macaron" \
     --schedule '{"name": "inverse_sqrt", "d_model": 512, "warmup_epochs": 1}'

@@ -3,11 +3,11 @@
 Times forward + backward + AdamW update of the paper configuration (1,852,846 parameters,
 18-bin soft-label KL loss) in ONE process on the same machine and the same batch sizes:
 
-* keras: the package's real engine step. A ``seq2exp.trainer.Trainer`` is built with the
+* keras: the package's real engine step. A ``seq2exp.engine.trainer.Trainer`` is built with the
   ``legnet`` model spec (its loss, AdamW(weight_decay=0.01) + one-cycle schedule, its input
-  transform) and its compiled train function (``Trainer._train_step``, one step per call) is
+  transform) and its compiled train function (``Trainer.run_steps``, one step per call) is
   fed synthetic uint8 batches ``{"seq": (B, 150), "label": (B,), "is_singleton": (B,)}``
-  through ``distribute_datasets_from_function``, exactly as ``Trainer.fit`` feeds it. So the
+  through ``Trainer.distribute``, exactly as ``Trainer.fit`` feeds it. So the
   timed Keras step also includes the in-graph input transform (uint8 codes -> (B, 150, 6)
   channels-last one-hot with per-example orientation), the soft-label targets and the
   finite-loss check. ``--jit on`` XLA-compiles the forward/backward pass (``TrainSettings.jit``).
@@ -71,7 +71,7 @@ def torch_batches(records: dict) -> list:
     import torch
 
     from legnet_tf.transforms import training_inputs
-    from seq2exp.losses import soft_labels
+    from legnet_tf.losses import soft_labels
 
     out = []
     for i in range(records["seq"].shape[0]):
@@ -85,13 +85,13 @@ def torch_batches(records: dict) -> list:
 # ----------------------------------------------------------------------------- the two steps
 
 class KerasEngineStep:
-    """``Trainer._train_step`` (one step per call) of a legnet ``Trainer`` on synthetic batches."""
+    """``Trainer.run_steps`` (one step per call) of a legnet ``Trainer`` on synthetic batches."""
 
     def __init__(self, batch: int, records: dict, config, jit: bool, seed: int, total_steps: int, work: str):
         import tensorflow as tf
 
-        from seq2exp.registry import get_model_spec
-        from seq2exp.trainer import Trainer, TrainSettings
+        from seq2exp.engine.registry import get_model_spec
+        from seq2exp.engine.trainer import Trainer, TrainSettings
 
         self.name = f"keras (engine step, jit {'on' if jit else 'off'})"
         self.framework, self.batch, self.jit = "keras", batch, jit
@@ -107,13 +107,10 @@ class KerasEngineStep:
         def train_fn(ctx, seed_):  # what Trainer.fit gets from data_prep: dict batches, static batch dim
             return tf.data.Dataset.from_tensor_slices(records).repeat()
 
-        dist = self.trainer.strategy.distribute_datasets_from_function(
-            lambda ctx: self.trainer._train_pipeline(train_fn, ctx, seed))
-        self.iterator = iter(dist)
-        self.one = tf.constant(1)
+        self.iterator = self.trainer.distribute(train_fn, seed)
 
     def step(self) -> float:
-        total, bad, done = self.trainer._train_step(self.iterator, self.one)
+        total, bad, done = self.trainer.run_steps(self.iterator, 1)
         loss = float(total)  # waits for the step
         if int(bad) or int(done) != 1:
             raise RuntimeError(f"keras step: non-finite loss or no step done (bad={int(bad)}, done={int(done)})")
@@ -255,7 +252,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.torch_threads)
     config = None
     if args.preset != "paper":
-        from seq2exp.registry import get_model_spec
+        from seq2exp.engine.registry import get_model_spec
 
         config = get_model_spec("legnet").presets[args.preset]()
     env = environment(args.torch_threads)

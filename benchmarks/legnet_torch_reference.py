@@ -39,7 +39,7 @@ __all__ = [
 
 #: The paper's configuration in this module's own (``legnet_tf.LegNetConfig``-style) keys.
 PAPER_CONFIG = {
-    "seqsize": 150,
+    "seq_len": 150,
     "in_channels": 6,
     "block_sizes": [256, 128, 128, 64, 64, 64, 64],
     "kernel_size": 7,
@@ -52,7 +52,7 @@ PAPER_CONFIG = {
 }
 
 # The reference code's own names for some of them.
-_REFERENCE_ALIASES = {"ks": "kernel_size"}
+_REFERENCE_ALIASES = {"ks": "kernel_size", "seqsize": "seq_len"}
 
 
 def normalize_config(config: dict | None = None) -> dict:

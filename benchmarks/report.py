@@ -13,7 +13,8 @@ import math
 import os
 import sys
 
-PRECISION_ORDER = ("float32", "mixed_float16", "mixed_bfloat16")
+from seq2exp.engine.settings import PRECISIONS as PRECISION_ORDER
+
 CSV_FIELDS = (
     "model", "preset", "params", "backend", "framework", "keras", "hardware", "accelerator", "accelerator_count",
     "cpu_model", "hostname", "strategy", "strategy_class", "replicas", "devices", "input", "precision", "jit",

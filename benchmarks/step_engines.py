@@ -1,15 +1,14 @@
 """The training steps ``benchmarks.step_time`` times, one per Keras backend, and their memory probes.
 
-* ``TFEngineStep``: the package's real engine step. A ``seq2exp.trainer.Trainer`` (the model spec's
+* ``TFEngineStep``: the package's real engine step. A ``seq2exp.engine.trainer.Trainer`` (the model spec's
   loss, optimizer + schedule, input transform, strategy, precision, ``jit``) is fed by
-  ``distribute_datasets_from_function`` exactly as ``Trainer.fit`` feeds it, and its compiled
-  ``Trainer._train_step`` runs ``steps_per_execution`` steps per call. Input: the TFRecord reader
+  ``Trainer.distribute`` exactly as ``Trainer.fit`` feeds it, and ``Trainer.run_steps`` runs
+  ``steps_per_execution`` compiled steps per call. Input: the TFRecord reader
   (``data_prep.dataset.make_dataset``) or synthetic uint8 record batches.
-* ``JaxStep``: the same registry model and loss under ``KERAS_BACKEND=jax``: ``stateless_call`` +
-  ``jax.value_and_grad`` + ``optimizer.stateless_apply``, ``jax.jit``-compiled with ``--jit on``,
-  on synthetic batches already on the device. Imports nothing from TensorFlow. The learning-rate
-  schedule is replaced by a constant (its cost is a few scalar ops; the update's cost does not
-  depend on the value).
+* ``JaxStep``: the engine's JAX step (``seq2exp.engine.step_jax.JaxTrainStep``) of the same registry
+  model, loss and optimizer + schedule (``seq2exp.engine.optim``) under ``KERAS_BACKEND=jax``,
+  ``jax.jit``-compiled with ``--jit on``, on synthetic batches already on the device. Imports
+  nothing from TensorFlow.
 
 Every ``step()`` returns the loss as a Python float: fetching it waits for the device, so the
 clock is read after the step has really finished.
@@ -94,7 +93,7 @@ class RSSSampler:
 def synthetic_records(layout, n_batches: int, batch: int, seed: int) -> dict:
     """``n_batches`` record batches of the layout's shape (uint8 codes, float32 label[, is_singleton])."""
     records = synthetic_batches(n_batches, batch, layout.length, seed)
-    if not layout.singleton:
+    if not layout.has_singleton:
         records.pop("is_singleton")
     return records
 
@@ -113,7 +112,7 @@ def build_under_precision(precision: str, build):
 # ----------------------------------------------------------------------------- TensorFlow
 
 class TFEngineStep:
-    """``Trainer._train_step`` of a registry model (see module docstring)."""
+    """``Trainer.run_steps`` of a registry model (see module docstring)."""
 
     backend = "tensorflow"
 
@@ -121,24 +120,22 @@ class TFEngineStep:
                  run_dir: str, train_fn, steps_per_execution: int = 1, schedule_steps: int = 1000):
         import tensorflow as tf
 
-        from seq2exp.trainer import Trainer, TrainSettings
+        from seq2exp.engine.trainer import Trainer, TrainSettings
 
         # one schedule "epoch" of schedule_steps: the few timed steps stay near the schedule's start
         settings = TrainSettings(epochs=1, batch_size=batch, steps_per_epoch=schedule_steps, jit=jit, seed=seed,
-                                 patience=None, nan_policy="skip", steps_per_execution=steps_per_execution)
-        self.trainer = Trainer(spec, model_config, run_dir, strategy, precision, settings=settings)
+                                 patience=None, nan_policy="skip", steps_per_execution=steps_per_execution,
+                                 precision=precision)
+        self.trainer = Trainer(spec, model_config, run_dir, strategy, settings)
         self.params = int(sum(int(np.prod(v.shape)) for v in self.trainer.model.trainable_variables))
         self.replicas, self.global_batch = self.trainer.replicas, self.trainer.global_batch
         self.steps_per_call = steps_per_execution
-        dist = strategy.distribute_datasets_from_function(
-            lambda ctx: self.trainer._train_pipeline(train_fn, ctx, seed))
-        self.iterator = iter(dist)
-        self.n = tf.constant(steps_per_execution)
+        self.iterator = self.trainer.distribute(train_fn, seed)
         self.bad_steps = 0
         self.gpus = [d.name.replace("/device:", "") for d in tf.config.list_logical_devices("GPU")]
 
     def step(self) -> float:
-        total, bad, done = self.trainer._train_step(self.iterator, self.n)
+        total, bad, done = self.trainer.run_steps(self.iterator, self.steps_per_call)
         loss = float(total)  # waits for the step(s)
         self.bad_steps += int(bad)
         if int(done) != self.steps_per_call:
@@ -177,7 +174,7 @@ def tf_synthetic_train_fn(records: dict):
 
 
 def tf_reader_train_fn(manifest, split: str, global_batch: int, shuffle_buffer: int):
-    """The training reader, as ``seq2exp.cli`` builds it, repeating forever."""
+    """The training reader, as ``seq2exp.cli.run`` builds it, repeating forever."""
     from data_prep.dataset import make_dataset
 
     def train_fn(ctx, seed):
@@ -189,26 +186,6 @@ def tf_reader_train_fn(manifest, split: str, global_batch: int, shuffle_buffer: 
 
 # ----------------------------------------------------------------------------- JAX
 
-def _jax_optimizer(spec, precision: str):
-    """(optimizer, clip value applied before it or None): seq2exp.optim's choices without TensorFlow."""
-    import keras
-
-    cfg = dict(spec.optimizer or {"name": "adam"})
-    name = str(cfg.pop("name", "adam")).lower()
-    # Keras takes one clipping setting; value clipping and a norm = value first, then the norm (as seq2exp.optim)
-    value_first = cfg.pop("clipvalue") if cfg.get("clipvalue") and (cfg.get("clipnorm") or cfg.get(
-        "global_clipnorm")) else None
-    kwargs = {k: v for k, v in cfg.items()
-              if k in ("beta_1", "beta_2", "epsilon", "global_clipnorm", "clipnorm", "clipvalue", "amsgrad")}
-    if name == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=cfg.get("weight_decay", 0.01), **kwargs)
-    elif name == "adam":
-        opt = keras.optimizers.Adam(learning_rate=1e-4, **kwargs)
-    else:
-        raise ValueError(f"JAX step: optimizer {name!r} of model {spec.name!r} is not supported (adam, adamw)")
-    return (keras.optimizers.LossScaleOptimizer(opt) if precision == "mixed_float16" else opt), value_first
-
-
 class JaxStep:
     """One jitted stateless training step of a registry model under the JAX backend."""
 
@@ -216,53 +193,25 @@ class JaxStep:
     replicas = 1
     steps_per_call = 1
 
-    def __init__(self, spec, model_config: dict, precision: str, batch: int, jit: bool, seed: int, records: dict):
+    def __init__(self, spec, model_config: dict, precision: str, batch: int, jit: bool, seed: int, records: dict,
+                 schedule_steps: int = 1000):
         import jax
-        import keras
-        from keras import ops
 
-        from seq2exp.losses import get_loss
+        from seq2exp.engine.optim import build_optimizer
+        from seq2exp.engine.step_jax import JaxTrainStep
 
         # keras.utils.set_random_seed would import TensorFlow when it is installed; the default seeds of
         # Keras' initializers come from Python's `random` when no global Keras seed is set
         random.seed(seed)
         np.random.seed(seed)
         model = build_under_precision(precision, lambda: spec.build(model_config))
-        opt, clip_first = _jax_optimizer(spec, precision)
+        # one schedule "epoch" of schedule_steps, as TFEngineStep: the timed steps stay near the schedule's start
+        opt = build_optimizer(spec.optimizer, spec.schedule, schedule_steps, 1, precision=precision)
         opt.build(model.trainable_variables)
-        loss_fn = get_loss(spec.loss)
+        engine = JaxTrainStep(spec, model, opt, jit=jit)
         self.params = int(sum(int(np.prod(v.shape)) for v in model.trainable_variables))
         self.global_batch = batch
-
-        def compute(trainable, non_trainable, opt_vars, data):
-            inputs = spec.inputs(data, True)
-            out, updated = model.stateless_call(trainable, non_trainable, inputs, training=True)
-            if spec.compute_loss is not None:  # may read model variables (e.g. label statistics): the traced ones
-                mapping = list(zip(model.trainable_variables, trainable)) + list(
-                    zip(model.non_trainable_variables, non_trainable))
-                with keras.StatelessScope(state_mapping=mapping):
-                    per_example = spec.compute_loss(model, data, inputs, out)
-            else:
-                per_example = loss_fn(spec.targets(data), out)
-            non_trainable = updated
-            loss = ops.mean(ops.cast(per_example, "float32"))
-            with keras.StatelessScope(state_mapping=list(zip(opt.variables, opt_vars))):
-                scaled = opt.scale_loss(loss)
-            return scaled, (loss, non_trainable)
-
-        grad_fn = jax.value_and_grad(compute, has_aux=True)
-
-        def train_step(state, data):
-            trainable, non_trainable, opt_vars = state
-            (_, (loss, non_trainable)), grads = grad_fn(trainable, non_trainable, opt_vars, data)
-            if clip_first:
-                grads = [ops.clip(g, -clip_first, clip_first) for g in grads]
-            trainable, opt_vars = opt.stateless_apply(opt_vars, grads, trainable)
-            return loss, (trainable, non_trainable, opt_vars)
-
-        self._fn = jax.jit(train_step, donate_argnums=0) if jit else train_step
-        self._state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
-                       [v.value for v in opt.variables])
+        self._fn, self._state = engine.step, engine.initial_state()
         n = next(iter(records.values())).shape[0]
         self._batches = [jax.device_put({k: v[i] for k, v in records.items()}) for i in range(n)]
         self._i = 0

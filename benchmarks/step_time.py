@@ -4,7 +4,7 @@ strategies and XLA, as in the CRMnet paper's Table 1, on whatever machine this r
 For every registry model x strategy x precision x jit x per-replica batch size (ascending):
 
 * the step is the package's real one (``benchmarks.step_engines``): under TensorFlow the
-  ``seq2exp.trainer.Trainer`` step fed by the TFRecord reader (default; a small simulated dataset is
+  ``seq2exp.engine.trainer.Trainer`` step fed by the TFRecord reader (default; a small simulated dataset is
   built with ``data_prep`` unless ``--data`` is given) or by fixed synthetic batches
   (``--synthetic-input``, to isolate the model from the input pipeline); under ``KERAS_BACKEND=jax``
   a jitted stateless step on synthetic batches (TensorFlow is not imported);
@@ -39,8 +39,8 @@ import traceback
 
 from benchmarks.env_info import environment, load_average, summary_line
 from benchmarks.step_engines import RSSSampler, oom_reason, synthetic_records
+from seq2exp.engine.settings import PRECISIONS
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: the CRMnet paper's complex-medium training set (~30.7 M sequences), the size its epoch times are for
 PAPER_DATASET_SIZE = 30_700_000
 
@@ -104,7 +104,7 @@ def _split_list(text: str, cast=str) -> list:
 
 
 def _check_args(args, backend: str) -> tuple[list, list, list, list, list]:
-    from seq2exp.registry import model_names
+    from seq2exp.engine.registry import model_names
 
     known = model_names()
     models = known if args.models == "all" else _split_list(args.models)
@@ -112,7 +112,7 @@ def _check_args(args, backend: str) -> tuple[list, list, list, list, list]:
         if m not in known:
             raise SystemExit(f"--models: unknown model {m!r}; known: {', '.join(known)}")
     if args.models == "all" and args.preset != "paper":  # 'all' = every model that has this preset
-        from seq2exp.registry import get_model_spec
+        from seq2exp.engine.registry import get_model_spec
 
         lacking = [m for m in models if args.preset not in get_model_spec(m).presets]
         if lacking:
@@ -326,7 +326,7 @@ def _describe(line: dict) -> str:
 def _strategy_fields(args, env: dict, model: str, sname: str, strategy, params: int) -> dict:
     """The strategy and the columns every row of this model x strategy carries (its environment included)."""
     if strategy is not None:
-        from seq2exp.strategy import describe
+        from seq2exp.engine.strategy import describe
 
         info = describe(strategy)
     else:
@@ -370,7 +370,7 @@ def main(argv=None) -> int:
 
     from benchmarks import report
     from data_prep.layouts import get_layout
-    from seq2exp.registry import get_model_spec
+    from seq2exp.engine.registry import get_model_spec
 
     backend = keras.backend.backend()
     if backend not in ("tensorflow", "jax"):
@@ -382,7 +382,7 @@ def main(argv=None) -> int:
         args.synthetic_input = True
     strategies = {}
     if backend == "tensorflow":
-        from seq2exp.strategy import resolve_strategy
+        from seq2exp.engine.strategy import resolve_strategy
 
         for name in strategy_names:  # first: multi-worker/TPU strategies must exist before any other TF op
             strategies[name] = resolve_strategy(name)

@@ -150,14 +150,8 @@ def build_crmnet(config=None, dtype=None):
         A model mapping uint8 base codes ``(batch, seq_len)`` (A=0, C=1, G=2,
         T=3, N=4) to ``(batch, 1)`` float32 predictions named ``"expression"``.
     """
-    if config is None:
-        config = CRMnetConfig()
-    elif isinstance(config, dict):
-        config = CRMnetConfig.from_dict(config)
-    config.validate()
-    c = config
-
-    seq = keras.Input((c.seq_len,), dtype="uint8", name="seq")
+    c = CRMnetConfig.coerce(config)
+    seq = keras.Input((c.seq_len,), dtype="uint8", name="inputs")
     x = OneHotIndex(order=CRMNET_ONE_HOT_ORDER, dtype=dtype, name="one_hot")(seq)
 
     skips = []

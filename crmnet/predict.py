@@ -1,7 +1,7 @@
 """`python -m crmnet.predict`: the shared engine's predict command for crmnet."""
 import sys
 
-from seq2exp.cli import predict_main
+from seq2exp.cli.commands import predict_main
 
 if __name__ == "__main__":
     sys.exit(predict_main(model="crmnet"))

@@ -1,7 +1,7 @@
 """`python -m crmnet.train`: the shared engine's train command for crmnet."""
 import sys
 
-from seq2exp.cli import train_main
+from seq2exp.cli.commands import train_main
 
 if __name__ == "__main__":
     sys.exit(train_main(model="crmnet"))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data_prep.deflate import deflate_fixed_records
-from data_prep.layouts import Layout, get_layout
+from data_prep.layouts import LAYOUTS, Layout, get_layout
 from data_prep.manifest import FORMAT, MANIFEST, write_manifest
 from data_prep.parse import Parsed, Rejection, TableSpec, parse_fasta_chunk, parse_table_chunk
 from data_prep.schema import RecordSchema
@@ -341,7 +341,7 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", help="TSV/CSV/FASTA files, optionally .gz")
     p.add_argument("--out", required=True, help="output folder (replaced whole if it is an earlier build)")
-    p.add_argument("--layout", default="crmnet", choices=["crmnet", "legnet"])
+    p.add_argument("--layout", default="crmnet", choices=sorted(LAYOUTS))
     g = p.add_argument_group("input")
     g.add_argument("--format", default="auto", choices=["auto", "tsv", "csv", "fasta"])
     g.add_argument("--header", default="auto", choices=["auto", "yes", "no"])

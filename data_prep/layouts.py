@@ -5,6 +5,7 @@ crmnet  112 nt: the sequence as given, N-padded at the 3' end, longer ones cut a
 legnet  150 nt: drop the 17 nt 5' adapter, prepend the 150 nt of pTpA plasmid that lie upstream
         of the insert, keep the last 150 nt (LegNet pads with real plasmid, not N).
 Both work on many sequences at once: `starts/ends` index into one code buffer (a parsed chunk).
+A model package with a layout of its own adds it with `register_layout` in its registry module.
 """
 from __future__ import annotations
 
@@ -30,11 +31,12 @@ class Layout:
     trim_5: int = 0
     #: codes prepended on the 5' side (legnet: plasmid); empty means pad with N at the 3' end
     flank_5: str = ""
+    #: labeled records carry the is_singleton flag (expression is a whole number; LegNet's extra channel)
+    has_singleton: bool = False
 
     @property
     def singleton(self) -> bool:
-        """Whether records carry the is_singleton flag (LegNet's extra input channel)."""
-        return self.name == "legnet"
+        return self.has_singleton
 
     @property
     def min_length(self) -> int:
@@ -70,8 +72,16 @@ class Layout:
 
 LAYOUTS = {
     "crmnet": Layout("crmnet", 112),
-    "legnet": Layout("legnet", 150, trim_5=len(ADAPTER_5), flank_5=PLASMID_5_FLANK),
+    "legnet": Layout("legnet", 150, trim_5=len(ADAPTER_5), flank_5=PLASMID_5_FLANK, has_singleton=True),
 }
+
+
+def register_layout(layout: Layout) -> Layout:
+    """Make a model's own layout known to the builder and the reader (same name, same layout: a no-op)."""
+    if LAYOUTS.get(layout.name, layout) != layout:
+        raise ValueError(f"layout {layout.name!r} is already defined differently: {LAYOUTS[layout.name]}")
+    LAYOUTS[layout.name] = layout
+    return layout
 
 
 def get_layout(name: str) -> Layout:

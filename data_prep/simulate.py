@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep import alphabet
 from data_prep.layouts import ADAPTER_3, ADAPTER_5  # noqa: E402  (the real constant adapters)
 VARIABLE_LEN = 80
 MAX_BIN = 17
@@ -44,7 +45,7 @@ _PAIRS = (("Reb1", "TATA", 0.6), ("Rap1", "Gcn4", 0.5))
 
 
 def _revcomp(site: str) -> str:
-    return site[::-1].translate(str.maketrans("ACGT", "TGCA"))
+    return alphabet.decode(alphabet.reverse_complement(alphabet.encode(site)))
 
 
 def _code(site: str) -> np.ndarray:

@@ -27,6 +27,8 @@ class CNNBiLSTMConfig(DictConfig):
     dense_dropout: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
+    #: append ``LabelScale``: expression units out, trained on standardised targets (the registry's choice)
+    label_scale: bool = False
 
     def __post_init__(self):
         self.conv_filters = tuple(int(f) for f in self.conv_filters)
@@ -51,27 +53,31 @@ class CNNBiLSTMConfig(DictConfig):
         return cls(conv_filters=(64, 64, 32), conv_kernels=(30, 12, 4), lstm_units=8, dense_units=(32, 32))
 
 
-def build_cnn_bilstm(config: CNNBiLSTMConfig | None = None, label_scale: bool = False) -> keras.Model:
+def build_cnn_bilstm(config=None, dtype=None) -> keras.Model:
     """The network from a one-hot ``(batch, seq_len, 4)`` input to one float32 output.
 
-    ``label_scale=True`` appends ``LabelScale`` (2 non-trainable weights), so the model
-    predicts expression units while training on standardised targets; the model
-    registry builds it that way. Without it the output is the standardised prediction.
+    ``config``: a ``CNNBiLSTMConfig`` or its dict (defaults: the published model); ``dtype``: policy of
+    every layer but the float32 output (None = the global policy). ``label_scale=True`` appends
+    ``LabelScale`` (2 non-trainable weights), so the model predicts expression units while training on
+    standardised targets; the model registry builds it that way. Without it the output is the
+    standardised prediction.
     """
-    c = config or CNNBiLSTMConfig()
-    inputs = keras.Input((c.seq_len, 4), name="one_hot")
+    c = CNNBiLSTMConfig.coerce(config)
+    inputs = keras.Input((c.seq_len, 4), name="inputs")
     x = inputs
     for i, (filters, kernel) in enumerate(zip(c.conv_filters, c.conv_kernels), 1):
-        x = keras.layers.Conv1D(filters, kernel, padding="same", name=f"conv{i}")(x)
-        x = keras.layers.BatchNormalization(momentum=c.bn_momentum, epsilon=c.bn_epsilon, name=f"bn{i}")(x)
-        x = keras.layers.Activation("relu", name=f"relu{i}")(x)
-    x = keras.layers.Bidirectional(keras.layers.LSTM(c.lstm_units, return_sequences=True), name="bilstm")(x)
-    x = keras.layers.Dropout(c.lstm_dropout, name="bilstm_dropout")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
+        x = keras.layers.Conv1D(filters, kernel, padding="same", dtype=dtype, name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=c.bn_momentum, epsilon=c.bn_epsilon, dtype=dtype,
+                                            name=f"bn{i}")(x)
+        x = keras.layers.Activation("relu", dtype=dtype, name=f"relu{i}")(x)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(c.lstm_units, return_sequences=True, dtype=dtype),
+                                   dtype=dtype, name="bilstm")(x)
+    x = keras.layers.Dropout(c.lstm_dropout, dtype=dtype, name="bilstm_dropout")(x)
+    x = keras.layers.Flatten(dtype=dtype, name="flatten")(x)
     for i, units in enumerate(c.dense_units, 1):
-        x = keras.layers.Dense(units, activation="relu", name=f"dense{i}")(x)
-        x = keras.layers.Dropout(c.dense_dropout, name=f"dense{i}_dropout")(x)
+        x = keras.layers.Dense(units, activation="relu", dtype=dtype, name=f"dense{i}")(x)
+        x = keras.layers.Dropout(c.dense_dropout, dtype=dtype, name=f"dense{i}_dropout")(x)
     out = keras.layers.Dense(1, dtype="float32", name="expression")(x)
-    if label_scale:
+    if c.label_scale:
         out = LabelScale(name="label_scale")(out)
     return keras.Model(inputs, out, name="cnn_bilstm")

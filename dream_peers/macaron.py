@@ -32,6 +32,8 @@ class MacaronConfig(DictConfig):
     attention_dropout: float = 0.0
     epsilon: float = 1e-6
     attention_epsilon: float = 1e-3
+    #: append ``LabelScale`` to the expression output (the registry's choice; see dream_peers.cnn_bilstm)
+    label_scale: bool = False
 
     def __post_init__(self):
         if self.seq_len % 2:
@@ -52,26 +54,27 @@ class MacaronConfig(DictConfig):
         return cls(d_model=128, num_blocks=4, num_heads=4, key_dim=32, ffn_dim=512, num_pseudo_tokens=32)
 
 
-def build_macaron(config: MacaronConfig | None = None, label_scale: bool = False) -> keras.Model:
+def build_macaron(config=None, dtype=None) -> keras.Model:
     """The network from ``(batch, seq_len)`` tokens to expression and nucleotide logits (float32).
 
-    ``label_scale=True`` appends ``LabelScale`` (2 non-trainable weights) to the
-    expression output (expression units from standardised training); the registry builds
-    it that way.
+    ``config``: a ``MacaronConfig`` or its dict (defaults: the published model); ``dtype``: policy of
+    every layer but the float32 outputs (None = the global policy). ``label_scale=True`` appends
+    ``LabelScale`` (2 non-trainable weights) to the expression output (expression units from
+    standardised training); the registry builds it that way.
     """
-    c = config or MacaronConfig()
-    tokens = keras.Input((c.seq_len,), dtype="int32", name="tokens")
-    x = StrandedTokenEmbedding(c.d_model, c.vocab_size, c.kmer_size, name="embedding")(tokens)
-    x = PseudoExpressionTokens(c.num_pseudo_tokens, name="pseudo_tokens")(x)
+    c = MacaronConfig.coerce(config)
+    tokens = keras.Input((c.seq_len,), dtype="int32", name="inputs")
+    x = StrandedTokenEmbedding(c.d_model, c.vocab_size, c.kmer_size, dtype=dtype, name="embedding")(tokens)
+    x = PseudoExpressionTokens(c.num_pseudo_tokens, dtype=dtype, name="pseudo_tokens")(x)
     for i in range(1, c.num_blocks + 1):
         x = MacaronBlock(c.num_heads, c.key_dim, c.ffn_dim, c.conv_kernel, c.dropout, c.attention_dropout,
-                         c.epsilon, c.attention_epsilon, name=f"block{i}")(x)
-    pseudo = keras.layers.Cropping1D((0, c.seq_len), name="pseudo_readout")(x)
-    e = keras.layers.Dropout(c.dropout, name="expression_dropout")(pseudo)
+                         c.epsilon, c.attention_epsilon, dtype=dtype, name=f"block{i}")(x)
+    pseudo = keras.layers.Cropping1D((0, c.seq_len), dtype=dtype, name="pseudo_readout")(x)
+    e = keras.layers.Dropout(c.dropout, dtype=dtype, name="expression_dropout")(pseudo)
     e = keras.layers.Dense(1, dtype="float32", name="expression_per_token")(e)
     e = keras.layers.GlobalAveragePooling1D(dtype="float32", name="expression")(e)
-    if label_scale:
+    if c.label_scale:
         e = LabelScale(name="label_scale")(e)
-    sequence = keras.layers.Cropping1D((c.num_pseudo_tokens, 0), name="sequence_readout")(x)
+    sequence = keras.layers.Cropping1D((c.num_pseudo_tokens, 0), dtype=dtype, name="sequence_readout")(x)
     logits = keras.layers.Dense(c.vocab_size, dtype="float32", name="nucleotides")(sequence)
     return keras.Model(tokens, {"expression": e, "nucleotides": logits}, name="macaron")

@@ -1,4 +1,4 @@
-"""The DREAM 2022 peers' entries in the model registry ("cnn_bilstm", "macaron").
+"""The DREAM 2022 peers' ModelSpecs (entry points `seq2exp.models: cnn_bilstm, macaron`).
 
 Both read the shared 112 nt ``crmnet`` records and make their own inputs in the step
 (``dream_peers.transforms``), train on standardised labels (``LabelScale`` set from the
@@ -10,7 +10,8 @@ from dream_peers.cnn_bilstm import CNNBiLSTMConfig, build_cnn_bilstm
 from dream_peers.losses import cnn_bilstm_loss, macaron_loss
 from dream_peers.macaron import MacaronConfig, build_macaron
 from dream_peers.transforms import cnn_bilstm_inputs, macaron_inputs
-from seq2exp.registry import ModelSpec, register
+from seq2exp.engine.losses import mse
+from seq2exp.engine.registry import ModelSpec
 
 
 def _initialize(model, stats: dict) -> None:
@@ -19,12 +20,14 @@ def _initialize(model, stats: dict) -> None:
     model.get_layer("label_scale").set_stats(stats["mean"], std if std > 0 else 1.0)
 
 
-def _build_cnn_bilstm(config: dict):
-    return build_cnn_bilstm(CNNBiLSTMConfig.from_dict({**CNNBiLSTMConfig().to_dict(), **config}), label_scale=True)
+def _scaled(config: dict) -> dict:
+    """The registry's sizes train on standardised labels: LabelScale on."""
+    return {**config, "label_scale": True}
 
 
-def _build_macaron(config: dict):
-    return build_macaron(MacaronConfig.from_dict({**MacaronConfig().to_dict(), **config}), label_scale=True)
+def _default_scaled(config: dict) -> dict:
+    """A partial config (e.g. `{}`) builds with LabelScale unless it says otherwise."""
+    return {"label_scale": True, **config}
 
 
 def _macaron_predict(model, batch, transform):
@@ -32,27 +35,29 @@ def _macaron_predict(model, batch, transform):
     return ops.reshape(model(transform(batch, False), training=False)["expression"], (-1,))
 
 
-CNN_BILSTM = register(ModelSpec(
+CNN_BILSTM = ModelSpec(
     name="cnn_bilstm",
     layout="crmnet",
-    build=_build_cnn_bilstm,
-    default_config=lambda: CNNBiLSTMConfig().to_dict(),
-    presets={"tiny": lambda: CNNBiLSTMConfig.tiny().to_dict(), "small": lambda: CNNBiLSTMConfig.small().to_dict()},
-    loss="mse",
+    build=lambda config: build_cnn_bilstm(_default_scaled(config)),
+    default_config=lambda: _scaled(CNNBiLSTMConfig().to_dict()),
+    presets={"tiny": lambda: _scaled(CNNBiLSTMConfig.tiny().to_dict()),
+             "small": lambda: _scaled(CNNBiLSTMConfig.small().to_dict())},
+    loss=mse,
     inputs=cnn_bilstm_inputs,
     compute_loss=cnn_bilstm_loss,
     initialize=_initialize,
     optimizer={"name": "adam"},
     schedule={"name": "constant", "lr": 0.003},
-))
+)
 
-MACARON = register(ModelSpec(
+MACARON = ModelSpec(
     name="macaron",
     layout="crmnet",
-    build=_build_macaron,
-    default_config=lambda: MacaronConfig().to_dict(),
-    presets={"tiny": lambda: MacaronConfig.tiny().to_dict(), "small": lambda: MacaronConfig.small().to_dict()},
-    loss="mse",
+    build=lambda config: build_macaron(_default_scaled(config)),
+    default_config=lambda: _scaled(MacaronConfig().to_dict()),
+    presets={"tiny": lambda: _scaled(MacaronConfig.tiny().to_dict()),
+             "small": lambda: _scaled(MacaronConfig.small().to_dict())},
+    loss=mse,
     inputs=macaron_inputs,
     compute_loss=macaron_loss,
     predict=_macaron_predict,
@@ -60,4 +65,4 @@ MACARON = register(ModelSpec(
     optimizer={"name": "adam", "beta_1": 0.9, "beta_2": 0.98, "epsilon": 1e-9, "clipvalue": 0.5,
                "global_clipnorm": 1.0},
     schedule={"name": "inverse_sqrt", "d_model": 512, "warmup_steps": 12500},
-))
+)

@@ -21,7 +21,7 @@ batches are reshuffled every epoch, so a sequence's masked positions change betw
 import numpy as np
 from keras import ops
 
-from seq2exp.layers.one_hot import lookup_matrix
+from seq2exp.layers.one_hot import lookup_matrix, reverse_complement
 
 N_CODE = 4
 MASK_TOKEN = 5
@@ -72,7 +72,7 @@ def exact_length_weight(seq, length=CNN_LENGTH):
 
 def reverse_complement_tokens(tokens):
     """Flip the position axis and swap A<->T, C<->G; N (and M) stay."""
-    return ops.flip(ops.where(ops.less(tokens, N_CODE), 3 - tokens, tokens), axis=1)
+    return reverse_complement(tokens)
 
 
 def macaron_tokens(seq, trim_5=ADAPTER_5_LEN, trim_3=ADAPTER_3_LEN, width=STRAND_TOKENS):

@@ -112,7 +112,7 @@ def infer_config(shapes: Mapping[str, tuple], seqsize: int = 150, bn_momentum: f
     m = shapes["seqextractor.inv_res_blc0.6.fc.0.weight"][0]
     reduction = sizes[0] // m if sizes[0] % m == 0 else sizes[0] / m
     return LegNetConfig(
-        seqsize=seqsize, in_channels=stem[1], block_sizes=tuple(sizes), kernel_size=stem[2],
+        seq_len=seqsize, in_channels=stem[1], block_sizes=tuple(sizes), kernel_size=stem[2],
         resize_factor=wide // sizes[1], filter_per_group=shapes["seqextractor.inv_res_blc0.3.weight"][1],
         se_reduction=reduction, final_ch=shapes["mapper.0.weight"][0], bn_momentum=bn_momentum)
 
@@ -147,7 +147,7 @@ def _resolve_config(shapes, config, seqsize):
             candidates.append(infer_config(shapes, seqsize=seqsize or 150))
         except (KeyError, IndexError, ValueError, ZeroDivisionError, TypeError):
             pass  # too broken to read; the paper config's report names what is wrong
-        candidates.append(LegNetConfig(seqsize=seqsize or 150))
+        candidates.append(LegNetConfig(seq_len=seqsize or 150))
     errors = []
     for candidate in candidates:
         error = check_shapes(shapes, candidate)
@@ -309,7 +309,7 @@ def main(argv=None) -> int:
         data = data.get("config", data)
         config = LegNetConfig.from_reference(data) if "ks" in data else LegNetConfig.from_dict(data)
         if args.seqsize:
-            config.seqsize = args.seqsize
+            config.seq_len = args.seqsize
     try:
         model = convert_state_dict(load_checkpoint(args.checkpoint), config, seqsize=args.seqsize)
     except (StateDictMismatchError, ImportError) as err:

@@ -25,7 +25,7 @@ class LegNetConfig(DictConfig):
     where ``prev`` is the block's input width.
     """
 
-    seqsize: int = 150
+    seq_len: int = 150
     in_channels: int = 6
     block_sizes: Tuple[int, ...] = (256, 128, 128, 64, 64, 64, 64)
     kernel_size: int = 7
@@ -68,7 +68,7 @@ class LegNetConfig(DictConfig):
         """From the reference code's config dict (``ks``, ``use_single_channel``, ...)."""
         ref = dict(ref)
         values = {
-            "seqsize": ref.pop("seqsize", 150),
+            "seq_len": ref.pop("seqsize", 150),
             "in_channels": 6 if ref.pop("use_single_channel", True) else 5,
             "kernel_size": ref.pop("ks", 7),
         }
@@ -97,12 +97,7 @@ class LegNetConfig(DictConfig):
 
 def as_config(config):
     """``None`` -> paper config; dict -> ``LegNetConfig`` (validated)."""
-    if config is None:
-        return LegNetConfig()
-    if isinstance(config, dict):
-        return LegNetConfig.from_dict(config)
-    config.validate()
-    return config
+    return LegNetConfig.coerce(config)
 
 
 def build_legnet(config=None, dtype=None):
@@ -115,13 +110,13 @@ def build_legnet(config=None, dtype=None):
             logits under mixed precision.
 
     Returns:
-        A model from ``(batch, seqsize, in_channels)`` float inputs to
+        A model from ``(batch, seq_len, in_channels)`` float inputs to
         ``(batch, final_ch)`` float32 logits named ``"logits"``. Layer names:
         ``stem``, ``inv_res{i}``, ``concat{i}``, ``resize{i}``, ``mapper``.
     """
     c = as_config(config)
     momentum, eps = c.keras_bn_momentum, c.bn_epsilon
-    inputs = keras.Input((c.seqsize, c.in_channels), name="inputs")
+    inputs = keras.Input((c.seq_len, c.in_channels), name="inputs")
     x = ResizeBlock(c.block_sizes[0], c.kernel_size, momentum, eps, dtype=dtype, name="stem")(inputs)
     for i, (prev, size) in enumerate(zip(c.block_sizes[:-1], c.block_sizes[1:])):
         branch = InvertedResidual(

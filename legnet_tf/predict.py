@@ -1,7 +1,7 @@
 """`python -m legnet_tf.predict`: the shared engine's predict command for LegNet."""
 import sys
 
-from seq2exp.cli import predict_main
+from seq2exp.cli.commands import predict_main
 
 if __name__ == "__main__":
     sys.exit(predict_main(model="legnet"))

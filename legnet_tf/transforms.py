@@ -22,7 +22,7 @@ or mirror across replicas, it traces under XLA and JAX, and a resumed run
 import numpy as np
 from keras import ops
 
-from seq2exp.layers.one_hot import lookup_matrix
+from seq2exp.layers.one_hot import lookup_matrix, reverse_complement
 
 BASE_ORDER = "AGCT"
 N_VALUE = 0.25
@@ -41,10 +41,8 @@ def _codes(seq_codes):
 
 
 def reverse_complement_codes(seq_codes):
-    """Reverse complement of ``(batch, length)`` codes: flip length, A<->T, C<->G, N stays."""
-    codes = _codes(seq_codes)
-    complement = ops.where(ops.less(codes, N_CODE), 3 - codes, codes)
-    return ops.flip(complement, axis=1)
+    """Reverse complement of ``(batch, length)`` codes (anything outside 0..4 counts as N)."""
+    return reverse_complement(_codes(seq_codes))
 
 
 def orientation_bits(seq_codes):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seq2exp.metrics import regression_metrics
+from seq2exp.engine.metrics import regression_metrics
 
 
 def kmer_counts(codes: np.ndarray, k: int = 6) -> np.ndarray:

@@ -12,8 +12,8 @@ import numpy as np
 from data_prep.layouts import get_layout
 from data_prep.parse import parse_fasta_chunk, parse_table_chunk
 from data_prep.sources import detect_format, iter_chunks, resolve_table
-from seq2exp.metrics import PredictionCollector
-from seq2exp.registry import ModelSpec
+from seq2exp.engine.metrics import PredictionCollector
+from seq2exp.engine.registry import ModelSpec
 
 
 def predict_batch(model: keras.Model, spec: ModelSpec, batch: dict) -> np.ndarray:

@@ -1,10 +1,10 @@
 """Input x gradient saliency and motif-level summaries (CRMnet paper, Figure 5).
 
 Models read uint8 base codes, which have no gradient, so saliency is taken with respect to the
-one-hot the model builds from them. A small *adapter* per model gives (codes -> the model's one-hot,
+one-hot the model builds from them. An *adapter* gives (codes -> the model's one-hot,
 one-hot -> the same prediction as ``spec.predict``): any functional model whose input feeds a
-``OneHotIndex`` layer works as is (CRMnet); LegNet's adapter rebuilds its 6-channel input and
-averages the forward and reverse-complement strands exactly as its ``spec.predict`` does (tested).
+``OneHotIndex`` layer works as is (CRMnet); other models bring their own in ``ModelSpec.onehot``
+(LegNet's rebuilds its 6-channel input and averages both strands exactly as its ``spec.predict``).
 
 The contribution of position i is sum_c x[i, c] * d prediction / d x[i, c]: only the channel of the
 base present is non-zero. Positions inside the constant 5'/3' adapters are masked (nan), since they
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 import numpy as np
@@ -23,57 +22,26 @@ from keras import ops
 from scipy import stats as sps
 
 from data_prep.layouts import ADAPTER_3, ADAPTER_5, get_layout
-from seq2exp.evaluation import encode_sequences
+from seq2exp.analysis.evaluation import encode_sequences
 from seq2exp.layers.one_hot import OneHotIndex
-from seq2exp.registry import ModelSpec
+from seq2exp.engine.registry import ModelSpec, OneHotAdapter, identity_prediction
 
 BASES = "ACGT"
 IUPAC = {"A": "A", "C": "C", "G": "G", "T": "T", "R": "AG", "Y": "CT", "S": "CG", "W": "AT", "K": "GT",
          "M": "AC", "B": "CGT", "D": "AGT", "H": "ACT", "V": "ACG", "N": "ACGT"}
 
 
-@dataclass
-class OneHotAdapter:
-    encode: Callable[[np.ndarray], np.ndarray]  # (b, L) codes -> (b, L, C) float32
-    predict: Callable  # (b, L, C) tensor -> (b,) tensor, differentiable
-    acgt: list  # channel index of A, C, G, T
-
-
-def _legnet_adapter(model, spec):
-    from legnet_tf.transforms import BASE_ORDER, N_VALUE
-    from seq2exp.layers.one_hot import lookup_matrix
-    from seq2exp.losses import soft_argmax_score
-
-    table = lookup_matrix(BASE_ORDER, N_VALUE)
-
-    def predict(x):
-        zeros = ops.zeros_like(x[..., :1])
-        forward = ops.concatenate([x, zeros, zeros], axis=-1)
-        # reverse complement: flip the length; in A,G,C,T order the complement is the reversed channels
-        reverse = ops.concatenate([ops.flip(ops.flip(x, 1), 2), zeros + 1.0, zeros], axis=-1)
-        scores = soft_argmax_score(model(ops.concatenate([forward, reverse], 0), training=False))
-        f, r = ops.split(scores, 2, axis=0)
-        return 0.5 * (f + r)
-
-    return OneHotAdapter(lambda c: table[np.minimum(c, 4)], predict, [BASE_ORDER.index(b) for b in BASES])
-
-
-#: model name -> (model, spec) -> OneHotAdapter, for models whose input is not codes -> OneHotIndex
-ADAPTERS: dict[str, Callable] = {"legnet": _legnet_adapter}
-
-
 def onehot_adapter(model: keras.Model, spec: ModelSpec) -> OneHotAdapter:
-    if spec.name in ADAPTERS:
-        return ADAPTERS[spec.name](model, spec)
+    """The spec's own adapter, else the generic one for a model whose input feeds a `OneHotIndex` layer."""
+    if spec.onehot is not None:
+        return spec.onehot(model)
     layer = next((lyr for lyr in model.layers if isinstance(lyr, OneHotIndex)), None)
     if layer is None:
-        raise ValueError(f"model {model.name!r} ({spec.name}) has no OneHotIndex layer and no saliency adapter; "
-                         f"register one in seq2exp.interpret.ADAPTERS")
-    from seq2exp.registry import _identity_prediction
-
-    if spec.predict is not _identity_prediction:
+        raise ValueError(f"model {model.name!r} ({spec.name}) has no OneHotIndex layer and its ModelSpec no "
+                         "`onehot` saliency adapter")
+    if spec.predict is not identity_prediction:
         raise ValueError(f"{spec.name}: spec.predict does test-time averaging the generic adapter cannot "
-                         f"reproduce; register an adapter in seq2exp.interpret.ADAPTERS")
+                         f"reproduce; give the ModelSpec a `onehot` saliency adapter")
     sub = keras.Model(layer.output, model.output)
     table = np.asarray(layer._table, dtype=np.float32)
     return OneHotAdapter(lambda c: table[np.minimum(c, 4)],

@@ -12,8 +12,8 @@
       figures/*.png|svg     hexbins, variant-effect panels, metric bars, ISM heat maps, logos, motif bars
 
 Files whose name contains "delta" are variant-effect tables (Vaishnav drift / SSWM layout, see
-seq2exp.variants): their sibling without "_delta" (same folder) gives the absolute expression.
-`python -m seq2exp.report dream PRED --subsets JSON` computes the DREAM 2022 score.
+seq2exp.analysis.variants): their sibling without "_delta" (same folder) gives the absolute expression.
+`python -m seq2exp.analysis.report dream PRED --subsets JSON` computes the DREAM 2022 score.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from data_prep.layouts import ADAPTER_3, ADAPTER_5
-from seq2exp import plots, stats, variants
-from seq2exp.evaluation import predict_codes, predict_sequences
+from seq2exp.analysis import plots, stats, variants
+from seq2exp.analysis.evaluation import predict_codes, predict_sequences
 
 CORR = ("pearson", "spearman")
 #: core IUPAC consensus of well-known yeast promoter sites (they also match the demo's planted ones)
@@ -210,7 +210,7 @@ class Report:
                                             "table": f"ism/ism_{i}.tsv", "figures": [self.rel(f) for f in figs]}
 
     def saliency(self, seqs: list[str], motifs: list, logo_seqs: list[str]):
-        from seq2exp import interpret
+        from seq2exp.analysis import interpret
 
         sal = interpret.input_x_gradient(self.model, self.spec, seqs)
         entry = {"sequences": len(seqs), "logos": []}
@@ -331,11 +331,10 @@ def write_report(model, spec, data: list[str], out: str, n_boot: int = 10000, co
         name = _stem(item)
         if os.path.isdir(item):
             from data_prep.manifest import load_manifest
-            from seq2exp.cli import _eval_split
-            from seq2exp.data import read_arrays
+            from seq2exp.engine.data import eval_split, read_arrays
 
             m = load_manifest(item, layout=spec.layout)
-            arr = read_arrays(m, _eval_split(m))
+            arr = read_arrays(m, eval_split(m))
             p = predict_codes(model, spec, arr["seq"], batch_size).astype(np.float64)
             from data_prep import alphabet
 
@@ -351,7 +350,7 @@ def write_report(model, spec, data: list[str], out: str, n_boot: int = 10000, co
     if ism:
         rep.ism(list(ism))
     if saliency:
-        from seq2exp import interpret
+        from seq2exp.analysis import interpret
 
         if not saliency_pool:
             raise ValueError("--saliency needs at least one CSV/TSV expression file among the data")
@@ -375,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["dream"]:
         return stats.dream_main(argv[1:])
-    print("usage: python -m seq2exp.report dream PREDICTIONS --subsets JSON  "
+    print("usage: python -m seq2exp.analysis.report dream PREDICTIONS --subsets JSON  "
           "(reports for a trained run: python -m crmnet.evaluate RUN DATA... --report DIR)", file=sys.stderr)
     return 2
 

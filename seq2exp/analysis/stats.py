@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from seq2exp import metrics as _m
+from seq2exp.engine import metrics as _m
 
 METRICS = ("pearson", "spearman", "r2", "mse", "mae")
 POINT = {"pearson": _m.pearson, "spearman": _m.spearman, "r2": _m.r2, "mse": _m.mse, "mae": _m.mae}
@@ -285,8 +285,8 @@ def dream_score(y, p, subsets: dict) -> dict:
 
 
 def dream_main(argv: list[str] | None = None) -> int:
-    """`python -m seq2exp.report dream PRED --subsets JSON`: the DREAM score of a predictions table."""
-    p = argparse.ArgumentParser(prog="python -m seq2exp.report dream",
+    """`python -m seq2exp.analysis.report dream PRED --subsets JSON`: the DREAM score of a predictions table."""
+    p = argparse.ArgumentParser(prog="python -m seq2exp.analysis.report dream",
                                 description="DREAM 2022 weighted Pearson/Spearman score of a predictions table.")
     p.add_argument("predictions", help="CSV/TSV with a measured and a predicted column (rows = subset indices)")
     p.add_argument("--subsets", required=True, help="JSON {subset: [row, ...] or [[ref_row, alt_row], ...]}")

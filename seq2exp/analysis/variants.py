@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep import alphabet
-from seq2exp.evaluation import encode_sequences, predict_codes, predict_sequences
+from seq2exp.analysis.evaluation import encode_sequences, predict_codes, predict_sequences
 
 __all__ = ["codes_of", "families", "reconstruct_parent", "drift_pairs", "sswm_pairs", "subs_group",
            "predict_pair_deltas", "saturation_mutagenesis", "ism_matrix"]

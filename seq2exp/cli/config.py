@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from seq2exp.engine.settings import STRATEGIES, VERIFY_MODES, TrainSettings, check_choice
+
 
 @dataclass
-class RunConfig:
+class RunConfig(TrainSettings):
+    """A training command's whole configuration: the loop's `TrainSettings` and what the command adds."""
     model: str = "crmnet"
     #: named small configuration from the model's registry entry ("tiny", "small"); None = published size
     preset: str | None = None
@@ -34,25 +37,24 @@ class RunConfig:
     init_from: str | None = None
     run_dir: str | None = None
     resume: bool = False
+    #: one of seq2exp.engine.settings.STRATEGIES
     strategy: str = "auto"
     tpu: str | None = None
-    precision: str = "float32"
-    #: PER-REPLICA batch size (the CRMnet paper's convention); global = batch_size * replicas
-    batch_size: int = 1024
-    epochs: int = 50
-    steps_per_epoch: int | None = None
-    steps_per_execution: int = 1
-    jit: bool = False
-    patience: int = 10
-    seed: int = 0
     shuffle_buffer: int = 100_000
-    nan_policy: str = "stop"
-    #: shard check before training: "sha256" (size + hash, ~1 s/GB) or "size" (instant; misses same-size damage)
+    #: one of seq2exp.engine.settings.VERIFY_MODES
     verify_data: str = "sha256"
-    optimizer: dict = field(default_factory=dict)
-    schedule: dict = field(default_factory=dict)
     #: demo data size when no data is given (simulated)
     demo_size: int = 12_000
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("verify_data", self.verify_data, VERIFY_MODES)
+
+    def train_settings(self, **changes) -> TrainSettings:
+        """The loop's share of this config (e.g. `epochs=` of a pre-training stage)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainSettings)}
+        return TrainSettings(**{**values, **changes})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -100,7 +102,7 @@ def add_arguments(p: argparse.ArgumentParser, model: str | None) -> None:
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         help_text = f"(default: {f.default if f.default is not dataclasses.MISSING else f.default_factory()})"
         if f.name == "model":
-            from seq2exp.registry import model_names
+            from seq2exp.engine.registry import model_names
 
             help_text = f"one of {', '.join(model_names())} {help_text}"
         if kind == "bool":
@@ -111,6 +113,8 @@ def add_arguments(p: argparse.ArgumentParser, model: str | None) -> None:
             p.add_argument(_flag(f.name), type=json.loads, default=None, help="JSON " + help_text)
         elif kind.startswith("int"):
             p.add_argument(_flag(f.name), type=int, default=None, help=help_text)
+        elif kind.startswith("float"):
+            p.add_argument(_flag(f.name), type=float, default=None, help=help_text)
         else:
             p.add_argument(_flag(f.name), default=None, help=help_text)
 

@@ -48,6 +48,14 @@ def prepare(items: list[str], layout: str, work: str, split: str = "hash", group
     return out
 
 
+def eval_split(m: Manifest) -> str:
+    """The split a test set is scored on: 'all' (built with --split none) or 'test'."""
+    for name in ("all", "test"):
+        if name in m.splits:
+            return name
+    raise ValueError(f"{m.path}: no 'all' or 'test' split to evaluate (splits: {m.splits})")
+
+
 def read_arrays(m: Manifest, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
     """A split as numpy arrays (for baselines and small evaluations)."""
     from data_prep.dataset import make_dataset

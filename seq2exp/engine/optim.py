@@ -2,17 +2,17 @@
 
 Schedules are stepped per optimizer update, so they need the run's length; that is why this
 takes steps_per_epoch and epochs. The optimizer's own `iterations` drives the schedule, so a
-resumed run (optimizer state restored) continues the schedule where it stopped.
+resumed run (optimizer state restored) continues the schedule where it stopped. Keras only (no
+TensorFlow import): the TF and JAX steps build their optimizers here alike.
 """
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
-from seq2exp.schedules import InverseSqrtWarmup, OneCycleCosine, crmnet_schedule
+from seq2exp.engine.schedules import InverseSqrtWarmup, OneCycleCosine, warmup_cosine
 
 OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("constant", "crmnet_warmup_cosine", "one_cycle", "inverse_sqrt")
+SCHEDULES = ("constant", "warmup_cosine", "one_cycle", "inverse_sqrt")
 _OPT_KEYS = {"name", "beta_1", "beta_2", "epsilon", "amsgrad", "clipnorm", "clipvalue", "global_clipnorm",
              "weight_decay"}
 
@@ -34,10 +34,10 @@ def build_schedule(sched_cfg: dict, steps_per_epoch: int, epochs: int, replicas:
         _check_keys(cfg, {"lr", "scale_with_replicas"}, "constant schedule")
         scale = replicas if cfg.get("scale_with_replicas", False) else 1
         return float(cfg.get("lr", 1e-3)) * scale
-    if name == "crmnet_warmup_cosine":
+    if name == "warmup_cosine":
         _check_keys(cfg, {"base_lr", "peak_lr", "final_lr", "warmup_epochs", "scale_with_replicas"},
-                    "crmnet_warmup_cosine schedule")
-        return crmnet_schedule(steps_per_epoch, epochs, replicas=replicas, **cfg)
+                    "warmup_cosine schedule")
+        return warmup_cosine(steps_per_epoch, epochs, replicas=replicas, **cfg)
     if name == "one_cycle":
         _check_keys(cfg, {"max_lr", "pct_start", "div_factor", "final_div_factor", "scale_with_replicas"},
                     "one_cycle schedule")
@@ -101,38 +101,3 @@ def inner_optimizer(opt):
 def current_lr(opt) -> float:
     """Learning rate the next update will use (schedules evaluated at `iterations`)."""
     return float(keras.ops.convert_to_numpy(inner_optimizer(opt).learning_rate))
-
-
-def use_reduced_gradients(opt) -> None:
-    """Make `apply` take gradients that the caller has already summed over replicas.
-
-    Keras all-reduces inside `apply`, after clipping each replica's partial gradient; a loop that
-    all-reduces first gets global-norm clipping and one finite/non-finite verdict on every replica.
-    """
-    inner_optimizer(opt)._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
-
-
-def apply_if_finite(opt, grads, variables, finite) -> None:
-    """`opt.apply` only where `finite` (identical on all replicas), from inside `strategy.run`.
-
-    Strategies that synchronise through merge_call cannot have it inside a cond in replica context,
-    so there the cond runs in cross-replica context, as Keras' LossScaleOptimizer does.
-    """
-    def skip():
-        return tf.constant(False)
-
-    def apply():
-        opt.apply(grads, variables)
-        return tf.constant(True)
-
-    if tf.__internal__.distribute.strategy_supports_no_merge_call():
-        tf.cond(finite, apply, skip)
-        return
-
-    def cross_replica(distribution, finite, grads):
-        def apply_all():
-            distribution.extended.call_for_each_replica(lambda g: opt.apply(g, variables), args=(grads,))
-            return tf.constant(True)
-        tf.cond(distribution.experimental_local_results(finite)[0], apply_all, skip)
-
-    tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, grads))

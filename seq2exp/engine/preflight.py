@@ -22,8 +22,7 @@ import time
 import numpy as np
 
 from data_prep.manifest import Manifest, ManifestError
-
-VERIFY_MODES = ("sha256", "size")
+from seq2exp.engine.settings import VERIFY_MODES
 
 
 class PreflightError(ValueError):
@@ -132,7 +131,7 @@ def check_model_data(model, spec, m: Manifest, config: dict | None = None, forwa
     got = [tuple(int(d) for d in x.shape[1:]) for x in flat]
     if len(got) == len(expected) and sorted(map(str, got)) != sorted(map(str, expected)):
         keys = ", ".join(f"{k}={v}" for k, v in sorted((config or {}).items())
-                         if k in ("seq_len", "seqsize", "in_channels", "length"))
+                         if k in ("seq_len", "in_channels", "length"))
         raise PreflightError(f"{where}, which the {spec.name!r} input transform makes into inputs of shape "
                              f"{got} (length, channels), but the model expects {expected}"
                              f"{' (' + keys + ')' if keys else ''}; fix model_config or use data built for it")

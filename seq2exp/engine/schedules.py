@@ -12,7 +12,7 @@ import math
 import keras
 from keras import ops
 
-__all__ = ["WarmupCosine", "OneCycleCosine", "InverseSqrtWarmup", "crmnet_schedule"]
+__all__ = ["WarmupCosine", "OneCycleCosine", "InverseSqrtWarmup", "warmup_cosine"]
 
 
 def _step_as_float(step):
@@ -67,7 +67,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def crmnet_schedule(
+def warmup_cosine(
     steps_per_epoch,
     total_epochs,
     replicas=1,
@@ -77,7 +77,8 @@ def crmnet_schedule(
     peak_lr=1e-3,
     final_lr=1e-4,
 ):
-    """CRMnet paper's schedule: 1e-4*R -> 1e-3*R over 10 epochs, cosine down to 1e-4*R.
+    """`WarmupCosine` in epochs; the defaults are the CRMnet paper's: 1e-4*R -> 1e-3*R over 10 epochs,
+    cosine down to 1e-4*R (CRMnet's ModelSpec names them all).
 
     R (``replicas``) scales all three rates, as the paper's linear-scaling rule does for
     the larger global batch; pass ``scale_with_replicas=False`` to keep them fixed. The

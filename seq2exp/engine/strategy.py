@@ -16,10 +16,10 @@ import time
 import keras
 import tensorflow as tf
 
+from seq2exp.engine.settings import PRECISIONS, STRATEGIES
+
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: longest wait inside one collective (a peer that is alive but stuck) before DeadlineExceeded; a dead
 #: peer is noticed sooner (connection refused, or TF's coordination heartbeats: ~10 s measured)
 DEFAULT_COLLECTIVE_TIMEOUT_S = 600.0

@@ -16,3 +16,17 @@ class DictConfig:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
         return cls(**data)
+
+    @classmethod
+    def coerce(cls, config=None):
+        """What every model builder accepts: None (the defaults), a dict (missing keys take defaults) or an
+        instance (validated)."""
+        if config is None:
+            config = cls()
+        elif isinstance(config, dict):
+            config = cls.from_dict(config)
+        elif not isinstance(config, cls):
+            raise TypeError(f"expected a {cls.__name__} or a dict, got {type(config).__name__}")
+        if hasattr(config, "validate"):
+            config.validate()
+        return config

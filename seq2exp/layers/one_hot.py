@@ -1,7 +1,9 @@
 """One-hot encoding of stored base indices, inside the model."""
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
+
+from data_prep.alphabet import COMPLEMENT
 
 # The package stores bases as uint8 codes in this order; anything >= 4 is N.
 STORAGE_ALPHABET = "ACGTN"
@@ -26,6 +28,20 @@ def lookup_matrix(order, n_value=0.0):
     for col, letter in enumerate(order):
         table[4, col] = 1.0 if letter == "N" else n_value
     return table
+
+
+def reverse_complement(codes):
+    """``(batch, length)`` base codes -> their reverse complement, inside the step (``keras.ops``).
+
+    The complement is ``data_prep.alphabet.COMPLEMENT`` (A<->T, C<->G, N stays); codes outside
+    0..4 (e.g. a mask token) are kept as they are. The host-side numpy twin is
+    ``data_prep.alphabet.reverse_complement``.
+    """
+    codes = ops.cast(codes, "int32")
+    known = ops.logical_and(ops.greater_equal(codes, 0), ops.less(codes, len(COMPLEMENT)))
+    table = ops.convert_to_tensor(COMPLEMENT.astype("int32"))
+    complement = ops.take(table, ops.clip(codes, 0, len(COMPLEMENT) - 1), axis=0)
+    return ops.flip(ops.where(known, complement, codes), axis=1)
 
 
 @keras.saving.register_keras_serializable(package="seq2exp")

@@ -1,4 +1,4 @@
-"""Tests of seq2exp.stats / variants / interpret / plots / report, and small synthetic Vaishnav-style files."""
+"""Tests of seq2exp.analysis.stats / variants / interpret / plots / report, and small synthetic Vaishnav-style files."""
 import numpy as np
 import pandas as pd
 

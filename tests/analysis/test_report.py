@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seq2exp import report
-from seq2exp.cli import evaluate_main
-from seq2exp.registry import get_model_spec
+from seq2exp.analysis import report
+from seq2exp.cli.commands import evaluate_main
+from seq2exp.engine.registry import get_model_spec
 from tests.analysis import write_synthetic_gpra
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -92,7 +92,7 @@ def test_legnet_report_uses_its_own_prediction(tmp_path):
     spec = get_model_spec("legnet")
     import keras
 
-    from seq2exp.evaluation import encode_sequences
+    from seq2exp.analysis.evaluation import encode_sequences
 
     model = keras.saving.load_model(tmp_path / "legnet.keras")
     codes, _ = encode_sequences(preds["sequence"][:4], "legnet")

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from seq2exp import stats
-from seq2exp.report import load_table
+from seq2exp.analysis import stats
+from seq2exp.analysis.report import load_table
 
 
 def _data(n=400, seed=0, ties=True):

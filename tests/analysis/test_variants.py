@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from data_prep.layouts import get_layout
-from seq2exp import variants
-from seq2exp.evaluation import predict_sequences
-from seq2exp.registry import get_model_spec
+from seq2exp.analysis import variants
+from seq2exp.analysis.evaluation import predict_sequences
+from seq2exp.engine.registry import get_model_spec
 from tests.analysis import drift_family, random_seqs, write_synthetic_gpra
 
 
@@ -62,7 +62,7 @@ def test_drift_pairs_on_synthetic_files(tmp_path):
 
 
 def test_drift_files_hold_families_with_one_parent_each(shared_data):
-    """The finding the drift analysis rests on (see seq2exp.variants): 999 families, measured + delta
+    """The finding the drift analysis rests on (see seq2exp.analysis.variants): 999 families, measured + delta
     constant per family, parents rebuilt at distance exactly 1/2/3 for 875 families."""
     g = shared_data / "gpra"
     expr = pd.read_csv(g / "Drift_complex.csv", index_col=0)

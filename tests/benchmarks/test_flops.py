@@ -96,7 +96,7 @@ def test_paper_models_match_the_specs_figures(name, expected_fwd_gflop):
     from benchmarks.step_engines import synthetic_records
     from benchmarks.flops import model_flops
     from data_prep.layouts import get_layout
-    from seq2exp.registry import get_model_spec
+    from seq2exp.engine.registry import get_model_spec
 
     spec = get_model_spec(name)
     model = spec.build(spec.default_config())

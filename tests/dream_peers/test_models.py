@@ -5,7 +5,7 @@ import pytest
 
 from dream_peers import CNNBiLSTMConfig, MacaronConfig, build_cnn_bilstm, build_macaron
 from dream_peers.transforms import cnn_bilstm_inputs, macaron_inputs
-from seq2exp.registry import get_model_spec, model_names
+from seq2exp.engine.registry import get_model_spec, model_names
 from tests.helpers import assert_keras_roundtrip, random_codes, run_under_policy
 
 CNN_TOTAL, CNN_TRAINABLE = 1_007_169, 1_006_017
@@ -96,7 +96,7 @@ def test_one_train_command_lists_every_model():
     import importlib
     import re
 
-    from seq2exp import config as run_config
+    from seq2exp.cli import config as run_config
 
     parser = argparse.ArgumentParser()
     run_config.add_arguments(parser, None)

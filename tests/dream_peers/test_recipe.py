@@ -5,8 +5,8 @@ import pytest
 
 from dream_peers.losses import cnn_bilstm_loss, macaron_loss
 from dream_peers.transforms import MASK_TOKEN, macaron_inputs, macaron_tokens, one_hot_110
-from seq2exp.optim import build_optimizer, build_schedule
-from seq2exp.registry import get_model_spec
+from seq2exp.engine.optim import build_optimizer, build_schedule
+from seq2exp.engine.registry import get_model_spec
 from tests.helpers import random_codes
 
 

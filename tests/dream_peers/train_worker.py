@@ -24,9 +24,9 @@ def main(job: dict) -> None:
     tf.config.experimental.enable_op_determinism()
 
     from data_prep.manifest import load_manifest
-    from seq2exp.registry import get_model_spec
-    from seq2exp.strategy import resolve_strategy
-    from seq2exp.trainer import Trainer, TrainSettings
+    from seq2exp.engine.registry import get_model_spec
+    from seq2exp.engine.strategy import resolve_strategy
+    from seq2exp.engine.trainer import Trainer, TrainSettings
     from tests.engine.train_worker import data_fns
 
     stats = load_manifest(job["data"]).label_stats("train")
@@ -35,11 +35,10 @@ def main(job: dict) -> None:
         strategy = resolve_strategy(run["strategy"])
         spec = get_model_spec(run["model"])
         settings = TrainSettings(epochs=run["epochs"], batch_size=run["batch_size"], patience=None, seed=0,
-                                 log_every_seconds=1000)
+                                 log_every_seconds=1000, schedule=run.get("schedule") or {})
         train_fn, val_fn, n_train = data_fns(job["data"], settings.batch_size * strategy.num_replicas_in_sync,
                                              shuffle=True)
-        trainer = Trainer(spec, "tiny", run["run_dir"], strategy, schedule_cfg=run.get("schedule"),
-                          settings=settings, train_examples=n_train)
+        trainer = Trainer(spec, "tiny", run["run_dir"], strategy, settings=settings, train_examples=n_train)
         with strategy.scope():
             spec.initialize(trainer.model, stats)
         before = trainer.evaluate(val_fn)

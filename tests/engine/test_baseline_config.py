@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from seq2exp import config as run_config
-from seq2exp.baseline import KmerRidge, kmer_counts
+from seq2exp.cli import config as run_config
+from seq2exp.analysis.baseline import KmerRidge, kmer_counts
 
 
 def test_kmer_counts_by_hand():

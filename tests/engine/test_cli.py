@@ -4,7 +4,7 @@ import json
 import numpy as np
 
 from data_prep.simulate import simulate, write_tsv
-from seq2exp.cli import evaluate_main, predict_main, train_main
+from seq2exp.cli.commands import evaluate_main, predict_main, train_main
 
 
 def test_train_evaluate_predict_from_raw_files(tmp_path, capsys):

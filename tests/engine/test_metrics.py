@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from seq2exp.metrics import (
+from seq2exp.engine.metrics import (
     PredictionCollector,
     mae,
     mse,

@@ -5,11 +5,11 @@ import keras
 import numpy as np
 import pytest
 
-from seq2exp.schedules import (
+from seq2exp.engine.schedules import (
     InverseSqrtWarmup,
     OneCycleCosine,
     WarmupCosine,
-    crmnet_schedule,
+    warmup_cosine,
 )
 
 
@@ -68,12 +68,12 @@ def test_warmup_cosine_accepts_int_tensor_step():
 
 
 def test_crmnet_schedule_paper_values():
-    s = crmnet_schedule(steps_per_epoch=20, total_epochs=50, replicas=8)
+    s = warmup_cosine(steps_per_epoch=20, total_epochs=50, replicas=8)
     assert s.warmup_steps == 200 and s.decay_steps == 800
     np.testing.assert_allclose(_values(s, [0, 200, 1000, 5000]), [8e-4, 8e-3, 8e-4, 8e-4], rtol=1e-5)
-    unscaled = crmnet_schedule(20, 50, replicas=8, scale_with_replicas=False)
+    unscaled = warmup_cosine(20, 50, replicas=8, scale_with_replicas=False)
     assert unscaled.peak_lr == pytest.approx(1e-3)
-    short = crmnet_schedule(20, 5, warmup_epochs=10)
+    short = warmup_cosine(20, 5, warmup_epochs=10)
     assert short.decay_steps == 0
 
 

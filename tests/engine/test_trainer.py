@@ -24,7 +24,7 @@ SMALL = {"seq_len": 112, "encoder_filters": [8, 8], "kernel_size": 5, "num_trans
          "key_dim": 4, "embed_dim": 8, "ffn_dim": 8, "decoder_filters": 4, "head_conv_filters": [4],
          "dense_units": [8], "dense_dropouts": [0.2]}
 NO_DROPOUT = {**SMALL, "dense_dropouts": [0.0], "encoder_dropout": 0.0, "transformer_dropout": 0.0}
-WARMUP_COSINE = {"name": "crmnet_warmup_cosine", "warmup_epochs": 1}
+WARMUP_COSINE = {"name": "warmup_cosine", "warmup_epochs": 1}
 JOB_TIMEOUT_S = 240
 
 
@@ -182,8 +182,8 @@ def _in_process_trainer(data_dir, run_dir, **kwargs):
         from train_worker import data_fns
     finally:
         sys.path.remove(str(WORKER.parent))
-    from seq2exp.registry import get_model_spec
-    from seq2exp.trainer import Trainer, TrainSettings
+    from seq2exp.engine.registry import get_model_spec
+    from seq2exp.engine.trainer import Trainer, TrainSettings
 
     settings = TrainSettings(**{"epochs": 1, "batch_size": 32, "log_every_seconds": 1000,
                                 **kwargs.pop("settings", {})})
@@ -197,8 +197,8 @@ def test_mixed_bfloat16_trains(data_dir, tmp_path):
     import keras
 
     trainer, train_fn, val_fn = _in_process_trainer(
-        data_dir, tmp_path / "bf16", precision="mixed_bfloat16", schedule_cfg={"name": "constant", "lr": 1e-3},
-        settings={"steps_per_epoch": 4})
+        data_dir, tmp_path / "bf16",
+        settings={"steps_per_epoch": 4, "precision": "mixed_bfloat16", "schedule": {"name": "constant", "lr": 1e-3}})
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after building
     assert trainer.model.get_layer("head_conv1").compute_dtype == "bfloat16"
     assert trainer.model.get_layer("expression").compute_dtype == "float32"
@@ -212,7 +212,7 @@ def test_nan_policy_stop_on_absurd_learning_rate(default_runs, tmp_path):
     """Fine-tune a finished run at lr 1e30: it stops with a clear error and writes no checkpoint."""
     import tensorflow as tf
 
-    from seq2exp.trainer import NonFiniteLossError
+    from seq2exp.engine.trainer import NonFiniteLossError
 
     _, jobs, results = default_runs
     _ok(results, "full")
@@ -220,7 +220,7 @@ def test_nan_policy_stop_on_absurd_learning_rate(default_runs, tmp_path):
     shutil.copytree(jobs["full"]["run_dir"], run)
     before = sorted(p.name for p in run.rglob("*") if p.is_file() and "tensorboard" not in str(p))
     trainer, train_fn, val_fn = _in_process_trainer(data_dir=jobs["full"]["data"], run_dir=run,
-                                                    schedule_cfg={"name": "constant", "lr": 1e30})
+                                                    settings={"schedule": {"name": "constant", "lr": 1e30}})
     with pytest.raises(NonFiniteLossError, match=r"non-finite training loss at epoch 1, step \d+/10.*lr 1e\+30"):
         trainer.fit(train_fn, val_fn, init_from=str(run))
     after = sorted(p.name for p in run.rglob("*") if p.is_file() and "tensorboard" not in str(p))
@@ -234,8 +234,8 @@ def test_nan_policy_stop_on_absurd_learning_rate(default_runs, tmp_path):
 
 
 def test_settings_and_construction_errors():
-    from seq2exp.registry import get_model_spec
-    from seq2exp.trainer import Trainer, TrainSettings
+    from seq2exp.engine.registry import get_model_spec
+    from seq2exp.engine.trainer import Trainer, TrainSettings
 
     with pytest.raises(ValueError, match="nan_policy"):
         TrainSettings(nan_policy="ignore")
@@ -248,7 +248,7 @@ def test_evaluate_counts_every_record_once(default_runs):
     import tensorflow as tf
 
     from data_prep.dataset import make_dataset
-    from seq2exp.metrics import regression_metrics
+    from seq2exp.engine.metrics import regression_metrics
 
     _, jobs, results = default_runs
     _ok(results, "full")
@@ -269,7 +269,7 @@ def test_strategy_helpers(monkeypatch):
     import keras
     import tensorflow as tf
 
-    from seq2exp.strategy import StrategyError, describe, is_chief, resolve_strategy, set_precision
+    from seq2exp.engine.strategy import StrategyError, describe, is_chief, resolve_strategy, set_precision
 
     default = resolve_strategy("default")
     assert is_chief(default) and describe(default)["replicas"] == 1
@@ -305,14 +305,14 @@ def test_strategy_helpers(monkeypatch):
 def test_build_optimizer():
     import keras
 
-    from seq2exp.optim import build_optimizer, build_schedule, current_lr
+    from seq2exp.engine.optim import build_optimizer, build_schedule, current_lr
 
     opt = build_optimizer({"name": "adamw", "weight_decay": 0.05, "clipnorm": 1.0},
                           {"name": "one_cycle", "max_lr": 0.01}, steps_per_epoch=10, epochs=3)
     assert isinstance(opt, keras.optimizers.AdamW) and opt.weight_decay == 0.05 and opt.clipnorm == 1.0
     assert current_lr(opt) == pytest.approx(0.01 / 25, rel=1e-5)  # one-cycle starts at max_lr / div_factor
     assert build_schedule({"name": "one_cycle", "max_lr": 0.01}, 10, 3).total_steps == 30
-    crm = build_schedule({"name": "crmnet_warmup_cosine", "base_lr": 1e-4, "peak_lr": 1e-3, "final_lr": 1e-4,
+    crm = build_schedule({"name": "warmup_cosine", "base_lr": 1e-4, "peak_lr": 1e-3, "final_lr": 1e-4,
                           "warmup_epochs": 2, "scale_with_replicas": True}, 5, 10, replicas=4)
     assert float(crm(0)) == pytest.approx(4e-4) and float(crm(10)) == pytest.approx(4e-3)
     assert crm.decay_steps == 40
@@ -334,8 +334,8 @@ def test_nan_policy_skip_drops_only_the_bad_batch(tmp_path):
     """A NaN label poisons one batch: that update is skipped, the others apply; no validation set."""
     import tensorflow as tf
 
-    from seq2exp.registry import get_model_spec
-    from seq2exp.trainer import Trainer, TrainSettings
+    from seq2exp.engine.registry import get_model_spec
+    from seq2exp.engine.trainer import Trainer, TrainSettings
 
     rng = np.random.default_rng(0)
     seq = rng.integers(0, 4, (96, 112), dtype=np.uint8)
@@ -345,9 +345,9 @@ def test_nan_policy_skip_drops_only_the_bad_batch(tmp_path):
     def train_fn(ctx, seed):
         return tf.data.Dataset.from_tensor_slices({"seq": seq, "label": label}).batch(32, drop_remainder=True)
 
-    settings = TrainSettings(epochs=1, batch_size=32, steps_per_epoch=3, nan_policy="skip", log_every_seconds=1000)
-    trainer = Trainer(get_model_spec("crmnet"), SMALL, str(tmp_path), settings=settings,
-                      schedule_cfg={"name": "constant", "lr": 1e-3})
+    settings = TrainSettings(epochs=1, batch_size=32, steps_per_epoch=3, nan_policy="skip", log_every_seconds=1000,
+                             schedule={"name": "constant", "lr": 1e-3})
+    trainer = Trainer(get_model_spec("crmnet"), SMALL, str(tmp_path), settings=settings)
     summary = trainer.fit(train_fn)
     row = trainer.history[0]
     assert row["step"] == 2 and np.isfinite(row["loss"])  # 3 batches, 1 update skipped

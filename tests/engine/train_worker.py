@@ -56,18 +56,18 @@ def run(job: dict) -> dict:
 
     import numpy as np
 
-    from seq2exp.registry import get_model_spec
-    from seq2exp.strategy import resolve_strategy
-    from seq2exp.trainer import Trainer, TrainSettings
+    from seq2exp.engine.registry import get_model_spec
+    from seq2exp.engine.strategy import resolve_strategy
+    from seq2exp.engine.trainer import Trainer, TrainSettings
 
     strategy = resolve_strategy(job.get("strategy", "default"), collective_timeout_s=job.get("timeout", 120))
     written = _audit_writes() if job.get("audit") else None
-    settings = TrainSettings(**job["settings"])
+    settings = TrainSettings(**{**job["settings"], "precision": job.get("precision", "float32"),
+                                "optimizer": job.get("optimizer") or {}, "schedule": job.get("schedule") or {}})
     train_fn, val_fn, n_train = data_fns(job["data"], settings.batch_size * strategy.num_replicas_in_sync,
                                          job.get("shuffle", True))
-    trainer = Trainer(get_model_spec("crmnet"), job["model"], job["run_dir"], strategy,
-                      precision=job.get("precision", "float32"), optimizer_cfg=job.get("optimizer"),
-                      schedule_cfg=job.get("schedule"), settings=settings, train_examples=n_train)
+    trainer = Trainer(get_model_spec("crmnet"), job["model"], job["run_dir"], strategy, settings=settings,
+                      train_examples=n_train)
 
     _inject_fault(trainer, job.get("fault"))
 
@@ -105,7 +105,7 @@ def _inject_fault(trainer, fault: dict | None) -> None:
     if fault["kind"] in ("kill_at_step", "sleep_at_step"):
         import time
 
-        step_fn, calls = trainer._train_step, [0]
+        step_fn, calls = trainer.run_steps, [0]
 
         def counted(*args):
             if fault["kind"] == "sleep_at_step" and calls[0] + 1 == fault["step"]:
@@ -117,7 +117,7 @@ def _inject_fault(trainer, fault: dict | None) -> None:
                 _die(f"after training step {calls[0]}")
             return out
 
-        trainer._train_step = counted
+        trainer.run_steps = counted
     elif fault["kind"] == "kill_in_checkpoint":
         import copy
 

@@ -13,8 +13,8 @@ from legnet_tf.transforms import (
     reverse_complement_codes,
     training_inputs,
 )
-from seq2exp.losses import soft_argmax_score, soft_labels
-from seq2exp.registry import get_model_spec
+from legnet_tf.losses import kl_soft_label, soft_argmax_score, soft_labels
+from seq2exp.engine.registry import get_model_spec
 
 from tests.helpers import random_codes
 
@@ -87,7 +87,7 @@ def test_training_inputs_use_bits_and_flags():
 
 def test_registry_entry():
     spec = get_model_spec("legnet")
-    assert spec.layout == "legnet" and spec.loss == "kl_soft_label"
+    assert spec.layout == "legnet" and spec.loss is kl_soft_label
     assert spec.optimizer == {"name": "adamw", "weight_decay": 0.01}
     assert spec.schedule["name"] == "one_cycle" and spec.schedule["max_lr"] == 0.005
     assert LegNetConfig.from_dict(spec.default_config()) == LegNetConfig()
@@ -113,7 +113,7 @@ def test_registry_entry():
 
 
 def test_registry_optimizer_settings_are_accepted():
-    optim = pytest.importorskip("seq2exp.optim")
+    optim = pytest.importorskip("seq2exp.engine.optim")
     spec = get_model_spec("legnet")
     opt = optim.build_optimizer(spec.optimizer, spec.schedule, steps_per_epoch=10, epochs=2)
     assert isinstance(opt, keras.optimizers.AdamW)

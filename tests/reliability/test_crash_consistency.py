@@ -9,8 +9,8 @@ from tests.reliability.jobs import SMALL
 
 
 def _trainer(run_dir):
-    from seq2exp.registry import get_model_spec
-    from seq2exp.trainer import Trainer, TrainSettings
+    from seq2exp.engine.registry import get_model_spec
+    from seq2exp.engine.trainer import Trainer, TrainSettings
 
     return Trainer(get_model_spec("crmnet"), SMALL, str(run_dir),
                    settings=TrainSettings(epochs=3, batch_size=32, steps_per_epoch=1, log_every_seconds=1000))
@@ -18,7 +18,7 @@ def _trainer(run_dir):
 
 @pytest.mark.parametrize("state", ["killed_between_renames", "killed_while_writing", "killed_after_first_rename"])
 def test_best_folder_swap_is_finished_or_undone(tmp_path, state):
-    from seq2exp.checkpointing import recover_swap
+    from seq2exp.engine.checkpointing import recover_swap
 
     final, tmp, old = tmp_path / "best", tmp_path / "best.partial", tmp_path / "best.old"
     if state == "killed_between_renames":  # best -> best.old done, best.partial -> best not yet
@@ -35,7 +35,7 @@ def test_best_folder_swap_is_finished_or_undone(tmp_path, state):
 
 
 def test_uncommitted_checkpoint_files_removed_on_resume(tmp_path):
-    from seq2exp.checkpointing import remove_uncommitted
+    from seq2exp.engine.checkpointing import remove_uncommitted
 
     for name in ("ckpt-1.index", "ckpt-2.index", "ckpt-3.index", "ckpt-3.data-00000-of-00001", "ckpt-12.index",
                  "checkpoint"):
@@ -46,7 +46,7 @@ def test_uncommitted_checkpoint_files_removed_on_resume(tmp_path):
 
 
 def test_history_csv_takes_rows_with_new_columns(tmp_path):
-    from seq2exp.checkpointing import write_history
+    from seq2exp.engine.checkpointing import write_history
 
     write_history(str(tmp_path), [{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0, "skipped_steps": 0}])
     assert (tmp_path / "history.csv").read_text().splitlines() == ["epoch,loss,skipped_steps", "1,2.0,", "2,1.0,0"]
@@ -56,18 +56,18 @@ def test_history_csv_takes_rows_with_new_columns(tmp_path):
 def test_best_weights_behind_the_checkpoint_are_rewritten_on_resume(tmp_path):
     """Killed after ckpt-2 was committed (epoch 2 was the best) but before best/ was replaced."""
     first = _trainer(tmp_path)
-    first._best_epoch.assign(1)
-    first._save_best()  # best/ = epoch 1
+    first.checkpoints.best_epoch.assign(1)
+    first.checkpoints.save_best()  # best/ = epoch 1
     first.model.trainable_variables[0].assign_add(tf.ones_like(first.model.trainable_variables[0]))
-    first._epoch.assign(2)
-    first._best_epoch.assign(2)
-    first._best_score.assign(0.5)
-    first._save_checkpoint(2)  # committed; the kill comes here
+    first.checkpoints.epoch.assign(2)
+    first.checkpoints.best_epoch.assign(2)
+    first.checkpoints.best_score.assign(0.5)
+    first.checkpoints.save(2)  # committed; the kill comes here
     expected = [v.numpy() for v in first.model.trainable_variables]
 
     second = _trainer(tmp_path)
-    second._resume()
-    from seq2exp.checkpointing import checkpoint_epoch
+    second.checkpoints.resume()
+    from seq2exp.engine.checkpointing import checkpoint_epoch
 
     assert checkpoint_epoch(second.best_prefix) == 2
     third = _trainer(tmp_path)
@@ -78,12 +78,12 @@ def test_best_weights_behind_the_checkpoint_are_rewritten_on_resume(tmp_path):
 
 
 def test_resume_with_another_model_config_is_named_not_mistaken_for_damage(tmp_path):
-    from seq2exp.registry import get_model_spec
-    from seq2exp.trainer import Trainer, TrainSettings
+    from seq2exp.engine.registry import get_model_spec
+    from seq2exp.engine.trainer import Trainer, TrainSettings
 
-    _trainer(tmp_path)._save_checkpoint(1)
+    _trainer(tmp_path).checkpoints.save(1)
     wider = Trainer(get_model_spec("crmnet"), {**SMALL, "dense_units": [16]}, str(tmp_path),
                     settings=TrainSettings(epochs=3, batch_size=32, steps_per_epoch=1))
     with pytest.raises(ValueError, match=r"checkpoints/ckpt-1: does not fit this model .*the model config the run"):
-        wider._resume()
+        wider.checkpoints.resume()
     assert (tmp_path / "checkpoints" / "ckpt-1.index").exists()  # nothing deleted or skipped

@@ -20,17 +20,17 @@ ENOSPC = "No space left on device"
 
 @pytest.fixture()
 def trainer(tmp_path):
-    from seq2exp.registry import get_model_spec
-    from seq2exp.trainer import Trainer, TrainSettings
+    from seq2exp.engine.registry import get_model_spec
+    from seq2exp.engine.trainer import Trainer, TrainSettings
 
     return Trainer(get_model_spec("crmnet"), SMALL, str(tmp_path / "run"),
                    settings=TrainSettings(epochs=2, batch_size=32, steps_per_epoch=1, log_every_seconds=1000))
 
 
 def test_disk_full_during_checkpoint_write(trainer, monkeypatch):
-    from seq2exp.trainer import CheckpointWriteError
+    from seq2exp.engine.trainer import CheckpointWriteError
 
-    trainer._save_checkpoint(1)
+    trainer.checkpoints.save(1)
     write = tf.train.Checkpoint._write
 
     def fill_disk(self, prefix, options=None):
@@ -43,7 +43,7 @@ def test_disk_full_during_checkpoint_write(trainer, monkeypatch):
 
     monkeypatch.setattr(tf.train.Checkpoint, "_write", fill_disk)
     with pytest.raises(CheckpointWriteError) as info:
-        trainer._save_checkpoint(2)
+        trainer.checkpoints.save(2)
     assert info.value.errno == errno.ENOSPC
     message = str(info.value)
     assert f"could not write checkpoint {trainer.ckpt_dir}/ckpt-2: the disk is full" in message
@@ -52,14 +52,14 @@ def test_disk_full_during_checkpoint_write(trainer, monkeypatch):
     names = sorted(os.listdir(trainer.ckpt_dir))
     assert not [n for n in names if n.startswith("ckpt-2")], names  # nothing partial left
     assert tf.train.latest_checkpoint(trainer.ckpt_dir).endswith("ckpt-1")
-    trainer.checkpoint.restore(tf.train.latest_checkpoint(trainer.ckpt_dir)).assert_existing_objects_matched()
+    trainer.checkpoints.checkpoint.restore(tf.train.latest_checkpoint(trainer.ckpt_dir)).assert_existing_objects_matched()
 
 
 def test_disk_full_during_best_weights_keeps_the_previous_best(trainer, monkeypatch):
-    from seq2exp.trainer import CheckpointWriteError
+    from seq2exp.engine.trainer import CheckpointWriteError
 
-    trainer._best_epoch.assign(1)
-    trainer._save_best()
+    trainer.checkpoints.best_epoch.assign(1)
+    trainer.checkpoints.save_best()
     best = os.path.dirname(trainer.best_prefix)
     before = {n: open(os.path.join(best, n), "rb").read() for n in os.listdir(best)}
 
@@ -69,13 +69,13 @@ def test_disk_full_during_best_weights_keeps_the_previous_best(trainer, monkeypa
             fh.write(b"\0" * 100)
         raise OSError(errno.ENOSPC, ENOSPC)
 
-    monkeypatch.setattr(trainer._best_ckpt, "write", fill_disk)
-    trainer._best_epoch.assign(2)
+    monkeypatch.setattr(trainer.checkpoints.best_ckpt, "write", fill_disk)
+    trainer.checkpoints.best_epoch.assign(2)
     with pytest.raises(CheckpointWriteError, match=f"could not write best weights {trainer.best_prefix}: the disk"):
-        trainer._save_best()
+        trainer.checkpoints.save_best()
     assert not os.path.exists(best + ".partial") and not os.path.exists(best + ".old")
     assert {n: open(os.path.join(best, n), "rb").read() for n in os.listdir(best)} == before
-    from seq2exp.checkpointing import checkpoint_epoch
+    from seq2exp.engine.checkpointing import checkpoint_epoch
 
     assert checkpoint_epoch(trainer.best_prefix) == 1
 
@@ -83,8 +83,8 @@ def test_disk_full_during_best_weights_keeps_the_previous_best(trainer, monkeypa
 def test_disk_full_during_model_export_and_history(trainer, tmp_path, monkeypatch):
     import keras
 
-    from seq2exp.checkpointing import save_keras, write_history
-    from seq2exp.trainer import CheckpointWriteError
+    from seq2exp.engine.checkpointing import save_keras, write_history
+    from seq2exp.engine.trainer import CheckpointWriteError
 
     path = tmp_path / "model.keras"
     save_keras(trainer.model, str(path))
@@ -140,9 +140,9 @@ def tiny_tmpfs(tmp_path):
 
 def test_real_full_disk(tiny_tmpfs):
     """A 1 MiB file system: preflight refuses the run; forced past that, the save fails cleanly."""
-    from seq2exp.preflight import PreflightError, check_free_space, checkpoint_bytes
-    from seq2exp.registry import get_model_spec
-    from seq2exp.trainer import CheckpointWriteError, Trainer, TrainSettings
+    from seq2exp.engine.preflight import PreflightError, check_free_space, checkpoint_bytes
+    from seq2exp.engine.registry import get_model_spec
+    from seq2exp.engine.trainer import CheckpointWriteError, Trainer, TrainSettings
 
     run = tiny_tmpfs / "run"
     trainer = Trainer(get_model_spec("crmnet"), SMALL, str(run), settings=TrainSettings(steps_per_epoch=1))
@@ -152,5 +152,5 @@ def test_real_full_disk(tiny_tmpfs):
     with open(tiny_tmpfs / "ballast", "wb") as fh:  # leave less than one checkpoint
         fh.write(b"\0" * (free - checkpoint_bytes(trainer)["checkpoint"] // 4))
     with pytest.raises(CheckpointWriteError, match=f"ckpt-1: the disk is full .*{ENOSPC}"):
-        trainer._save_checkpoint(1)
+        trainer.checkpoints.save(1)
     assert sorted(os.listdir(run / "checkpoints")) == []

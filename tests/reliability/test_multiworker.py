@@ -86,7 +86,7 @@ def test_watchdog_ends_a_stalled_process(tmp_path):
     """A worker stuck outside any collective (e.g. on a hung file system) exits with status 75 and says why."""
     code = textwrap.dedent("""
         import time
-        from seq2exp.strategy import Watchdog
+        from seq2exp.engine.strategy import Watchdog
         with Watchdog(1.0, " (worker 1 of 2)") as dog:
             dog.beat("training epoch 3 step 7")
             time.sleep(120)

@@ -16,13 +16,13 @@ def data(tmp_path_factory):
 def _trainer(data, run_dir, lr=1e-3, precision="float32", **settings):
     from data_prep.dataset import make_dataset
     from data_prep.manifest import load_manifest
-    from seq2exp.registry import get_model_spec
-    from seq2exp.trainer import Trainer, TrainSettings
+    from seq2exp.engine.registry import get_model_spec
+    from seq2exp.engine.trainer import Trainer, TrainSettings
 
     m = load_manifest(data)
-    s = TrainSettings(**{"epochs": 1, "batch_size": 32, "log_every_seconds": 1000, **settings})
-    trainer = Trainer(get_model_spec("crmnet"), SMALL, str(run_dir), precision=precision, settings=s,
-                      schedule_cfg={"name": "constant", "lr": lr}, train_examples=m.records("train"))
+    s = TrainSettings(**{"epochs": 1, "batch_size": 32, "log_every_seconds": 1000, "precision": precision,
+                         "schedule": {"name": "constant", "lr": lr}, **settings})
+    trainer = Trainer(get_model_spec("crmnet"), SMALL, str(run_dir), settings=s, train_examples=m.records("train"))
 
     def train_fn(ctx, seed):
         return make_dataset(m, "train", trainer.global_batch, ctx, seed=seed, shuffle_buffer=256, drop_remainder=True)
@@ -44,7 +44,7 @@ def test_absurd_learning_rate_with_skip_drops_updates_and_says_so(data, tmp_path
     """lr 1e30: the first update blows the weights up, every later step's loss is non-finite and dropped --
     including the batch-norm statistics those forward passes computed, so what is saved is finite."""
     trainer, train_fn, val_fn = _trainer(data, tmp_path, lr=1e30, nan_policy="skip")
-    with caplog.at_level(logging.WARNING, logger="seq2exp.trainer"):
+    with caplog.at_level(logging.WARNING, logger="seq2exp.engine.trainer"):
         trainer.fit(train_fn, val_fn)
     row = trainer.history[0]
     steps = trainer.steps_per_epoch
@@ -57,7 +57,7 @@ def test_absurd_learning_rate_with_skip_drops_updates_and_says_so(data, tmp_path
 def test_float16_overflow_stops_and_keeps_the_last_finite_checkpoint(data, tmp_path):
     """mixed_float16: after a good epoch the first conv is scaled past float16's range (65504): epoch 2's
     loss is inf/NaN, policy "stop" raises, ckpt-1 stays the newest checkpoint and is finite."""
-    from seq2exp.trainer import NonFiniteLossError
+    from seq2exp.engine.trainer import NonFiniteLossError
 
     trainer, train_fn, val_fn = _trainer(data, tmp_path, epochs=2, precision="mixed_float16")
     assert trainer.model.get_layer("head_conv1").compute_dtype == "float16"
@@ -75,22 +75,22 @@ def test_float16_overflow_stops_and_keeps_the_last_finite_checkpoint(data, tmp_p
 
 
 def test_nonfinite_weights_or_optimizer_state_are_never_written(data, tmp_path):
-    from seq2exp.trainer import NonFiniteLossError
+    from seq2exp.engine.trainer import NonFiniteLossError
 
     trainer, _, _ = _trainer(data, tmp_path)
-    trainer._save_checkpoint(1)  # a finite one first
+    trainer.checkpoints.save(1)  # a finite one first
     weight = trainer.model.trainable_variables[0]
     good = weight.numpy()
     weight.assign(np.full(weight.shape, np.nan, "float32"))
     with pytest.raises(NonFiniteLossError, match=r"not finite \(e\.g\. .*refusing to write them to .*ckpt-2"):
-        trainer._save_checkpoint(2)
+        trainer.checkpoints.save(2)
     with pytest.raises(NonFiniteLossError, match="refusing to write them to .*best"):
-        trainer._save_best()
+        trainer.checkpoints.save_best()
     weight.assign(good)
     slot = next(v for v in trainer.optimizer.variables if "float" in str(v.dtype) and len(v.shape))
     slot.assign(np.full(slot.shape, np.inf, "float32"))
     with pytest.raises(NonFiniteLossError, match="not finite"):
-        trainer._save_checkpoint(2)
+        trainer.checkpoints.save(2)
     files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
     assert not [f for f in files if f.startswith("ckpt-2") or f.startswith("weights")], files
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-1")

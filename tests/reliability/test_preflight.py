@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.manifest import ManifestError, load_manifest
-from seq2exp.preflight import (PreflightError, check_before_training, check_data, check_free_space,
+from seq2exp.engine.preflight import (PreflightError, check_before_training, check_data, check_free_space,
                                check_model_data, check_output_dir)
 from tests.reliability.jobs import SMALL, build_dataset
 
@@ -29,7 +29,7 @@ def copy(datasets, tmp_path):
 
 
 def _crmnet(config=None):
-    from seq2exp.registry import get_model_spec
+    from seq2exp.engine.registry import get_model_spec
 
     spec = get_model_spec("crmnet")
     return spec, spec.build({**SMALL, **(config or {})})
@@ -66,7 +66,7 @@ def test_manifest_checksum_disagreeing_with_shard_named(copy):
 
 
 def test_manifest_from_the_other_layout_named(datasets, tmp_path):
-    from seq2exp.data import prepare
+    from seq2exp.engine.data import prepare
 
     legnet = load_manifest(datasets["legnet"])
     with pytest.raises(PreflightError, match=rf"{legnet.path}: dataset has layout 'legnet' but the model needs"):
@@ -88,14 +88,14 @@ def test_model_length_mismatch_named(datasets):
 def test_model_channel_mismatch_named(datasets):
     """A LegNet built for 5 input channels cannot take the 6 (one-hot, strand, singleton) its transform makes."""
     from legnet_tf.model import LegNetConfig, build_legnet
-    from seq2exp.registry import get_model_spec
+    from seq2exp.engine.registry import get_model_spec
 
     spec = get_model_spec("legnet")
     m = load_manifest(datasets["legnet"])
     model = build_legnet(LegNetConfig.from_dict({**LegNetConfig.tiny().to_dict(), "in_channels": 5}))
     with pytest.raises(PreflightError, match=rf"{m.path}: records are 150 nt .*\[\(150, 6\)\].*expects "
                                              r"\[\(150, 5\)\] \(in_channels=5"):
-        check_model_data(model, spec, m, {"in_channels": 5, "seqsize": 150})
+        check_model_data(model, spec, m, {"in_channels": 5, "seq_len": 150})
     check_model_data(spec.build(LegNetConfig.tiny().to_dict()), spec, m)
 
 
@@ -118,9 +118,9 @@ def test_unwritable_output_folder_named(tmp_path, monkeypatch):
 
 
 def test_too_little_free_space_before_training(datasets, tmp_path, monkeypatch):
-    import seq2exp.preflight as preflight
-    from seq2exp.registry import get_model_spec
-    from seq2exp.trainer import Trainer, TrainSettings
+    import seq2exp.engine.preflight as preflight
+    from seq2exp.engine.registry import get_model_spec
+    from seq2exp.engine.trainer import Trainer, TrainSettings
 
     spec = get_model_spec("crmnet")
     m = load_manifest(datasets["crmnet"])
@@ -145,7 +145,7 @@ def test_too_little_free_space_before_training(datasets, tmp_path, monkeypatch):
 
 def test_train_command_stops_before_training_naming_the_file(copy, tmp_path, capsys):
     """End to end: `train` with a truncated shard, or a model config that does not fit, exits 1 without a step."""
-    from seq2exp.cli import train_main
+    from seq2exp.cli.commands import train_main
 
     folder, shard = copy
     common = ["--data", str(folder), "--preset", "tiny", "--epochs", "1", "--batch-size", "32", "--strategy",

@@ -13,7 +13,7 @@ PACKAGES = ("seq2exp", "data_prep", "crmnet", "legnet_tf", "dream_peers", "bench
 
 
 def test_yaml_config_with_a_python_tag_is_rejected(tmp_path):
-    from seq2exp import config as run_config
+    from seq2exp.cli import config as run_config
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "run.yaml"
@@ -38,9 +38,9 @@ def _lambda_model(path: Path, marker: Path):
 
 
 def test_keras_file_with_a_lambda_layer_is_refused(tmp_path):
-    from seq2exp.cli import _load_model
-    from seq2exp.registry import get_model_spec
-    from seq2exp.trainer import Trainer, TrainSettings
+    from seq2exp.cli.commands import _load_model
+    from seq2exp.engine.registry import get_model_spec
+    from seq2exp.engine.trainer import Trainer, TrainSettings
 
     path, marker = tmp_path / "evil.keras", tmp_path / "pwned"
     _lambda_model(path, marker)

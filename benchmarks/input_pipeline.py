@@ -1,7 +1,9 @@
-"""`python -m benchmarks.input_pipeline`: sequences/s of the TFRecord reader alone, per layout.
+"""`python -m benchmarks.input_pipeline`: sequences/s of the readers alone, per layout.
 
 Builds (or reuses) a simulated dataset per layout, then times `data_prep.dataset.make_dataset`
-into uint8 batches exactly as training uses it (shuffle, batch, parse, prefetch), after a warm-up.
+(tf.data) into uint8 batches exactly as training uses it (permuted groups, batch, parse, prefetch),
+and the TensorFlow-free `data_prep.numpy_reader.make_numpy_reader` into the same numpy batches,
+after a warm-up, one after the other in the same run (`--readers`).
 `benchmarks.step_time` builds its reader input with `ensure_dataset` from here. The JSON records
 the environment (`benchmarks.env_info`).
 """
@@ -14,7 +16,7 @@ import sys
 import time
 
 
-def ensure_dataset(root: str, n: int, layout: str, level: int = 6) -> str:
+def ensure_dataset(root: str, n: int, layout: str) -> str:
     from data_prep.build import build, parser
     from data_prep.simulate import simulate, write_tsv
 
@@ -25,17 +27,26 @@ def ensure_dataset(root: str, n: int, layout: str, level: int = 6) -> str:
         write_tsv(simulate(n, seed=0), tsv)
     if not os.path.exists(os.path.join(out, "manifest.json")):
         args = parser().parse_args([tsv, "--out", out, "--layout", layout, "--quiet", "--split", "none",
-                                    "--records-per-shard", str(max(n // 8, 1)), "--compression-level", str(level)])
+                                    "--records-per-shard", str(max(n // 8, 1))])
         build(args.inputs, args.out, args)
     return out
 
 
-def time_reader(folder: str, batch: int, seconds: float, training: bool, shuffle_buffer: int) -> dict:
-    from data_prep.dataset import make_dataset
+def time_reader(folder: str, batch: int, seconds: float, training: bool, shuffle_buffer: int,
+                reader: str = "tf.data") -> dict:
+    if reader == "numpy":
+        from data_prep.numpy_reader import make_numpy_reader
 
-    ds = make_dataset(folder, "all", batch, training=training, repeat=True, drop_remainder=True,
-                      shuffle_buffer=shuffle_buffer)
-    it = iter(ds)
+        def batches():
+            while True:  # evaluation reads one pass per iteration
+                yield from make_numpy_reader(folder, "all", batch, training=training, repeat=True,
+                                             drop_remainder=True, shuffle_buffer=shuffle_buffer)
+        it = batches()
+    else:
+        from data_prep.dataset import make_dataset
+
+        it = iter(make_dataset(folder, "all", batch, training=training, repeat=True, drop_remainder=True,
+                               shuffle_buffer=shuffle_buffer))
     for _ in range(20):  # warm-up: fill the shuffle buffer and the prefetch queue
         next(it)
     n, start = 0, time.perf_counter()
@@ -52,6 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--seconds", type=float, default=15.0, help="timed window per configuration")
     p.add_argument("--layouts", default="crmnet,legnet")
+    p.add_argument("--readers", default="tf.data,numpy", help="tf.data and/or numpy")
     p.add_argument("--shuffle-buffer", type=int, default=100_000)
     p.add_argument("--work", default="bench_out/input_pipeline", help="where datasets are built and kept")
     p.add_argument("--out", default=None, help="JSON results file (default: WORK/results.json)")
@@ -63,11 +75,15 @@ def main(argv=None) -> int:
     for layout in args.layouts.split(","):
         folder = ensure_dataset(args.work, args.n, layout)
         for training in (True, False):
-            r = time_reader(folder, args.batch, args.seconds, training, args.shuffle_buffer)
-            r.update(layout=layout, batch=args.batch, shuffle=training, n=args.n)
-            results.append(r)
-            print(f"{layout:7s} batch {args.batch} shuffle={str(training):5s} {r['sequences_per_s']:>10,} seq/s")
-    env = environment("tensorflow")
+            for reader in args.readers.split(","):
+                load = os.getloadavg()[0]
+                r = time_reader(folder, args.batch, args.seconds, training, args.shuffle_buffer, reader)
+                r.update(layout=layout, batch=args.batch, shuffle=training, n=args.n, reader=reader,
+                         load_1min=round(load, 2))
+                results.append(r)
+                print(f"{layout:7s} {reader:7s} batch {args.batch} shuffle={str(training):5s} "
+                      f"{r['sequences_per_s']:>10,} seq/s (load {load:.2f})", flush=True)
+    env = environment("tensorflow" if "tf.data" in args.readers else "numpy")
     out = args.out or os.path.join(args.work, "results.json")
     with open(out, "w") as fh:
         json.dump({"env": env, "results": results}, fh, indent=2)

@@ -1,9 +1,10 @@
-"""`python -m data_prep.build`: raw TSV/CSV/FASTA(.gz) -> ZLIB TFRecord shards + manifest.json.
+"""`python -m data_prep.build`: raw TSV/CSV/FASTA(.gz) -> GZIP TFRecord shards + manifest.json.
 
 Streaming and parallel: the main process cuts inputs into line-aligned chunks and writes shards;
-worker processes parse, validate, lay out, hash, serialize, frame and compress each chunk. Only a
-bounded number of chunks is ever in flight, so memory does not grow with input size, and results
-are consumed in input order, so shards are byte-identical for any worker count.
+worker processes parse, validate, lay out, hash, serialize, frame and compress each chunk into
+complete gzip members. Only a bounded number of chunks is ever in flight, so memory does not grow
+with input size, and results are consumed in input order, so shards are byte-identical for any
+worker count. A shard holds exactly --records-per-shard records (the last of a split fewer).
 Every input record is either written or listed in rejected.tsv with its reason.
 """
 from __future__ import annotations
@@ -16,19 +17,17 @@ import os
 import shutil
 import sys
 import time
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_prep.deflate import deflate_fixed_records
 from data_prep.layouts import LAYOUTS, Layout, get_layout
 from data_prep.manifest import FORMAT, MANIFEST, write_manifest
 from data_prep.parse import Parsed, Rejection, TableSpec, parse_fasta_chunk, parse_table_chunk
 from data_prep.schema import RecordSchema
 from data_prep.sources import Chunk, InputError, InputProblem, detect_format, iter_chunks, resolve_table
 from data_prep.splits import SplitSpec
-from data_prep.tfrecord import Segment, ShardWriter, deflate_segment, frame_fixed, frame_many
+from data_prep.tfrecord import COMPRESSOR, MEMBER_RECORDS, Segment, ShardWriter, compress_fixed, compress_many, frame_fixed
 
 
 class BuildError(RuntimeError):
@@ -44,9 +43,6 @@ class Job:
     table: TableSpec | None
     layout: Layout
     split: SplitSpec
-    level: int
-    #: "numpy": our record-aware deflate encoder for fixed-size records; "zlib": zlib at `level`
-    deflate: str = "numpy"
 
 
 @dataclass
@@ -55,6 +51,8 @@ class ChunkResult:
     segments: dict[str, Segment]
     stats: dict[str, dict]
     rejections: list[Rejection]
+    #: CPU seconds the worker spent on this chunk (summed into the manifest's build section)
+    cpu_seconds: float = 0.0
 
 
 def _label_stats(label: np.ndarray) -> dict:
@@ -65,6 +63,7 @@ def _label_stats(label: np.ndarray) -> dict:
 
 
 def process_chunk(job: Job) -> ChunkResult:
+    start = time.process_time()
     c = job.chunk
     if job.fasta:
         p: Parsed = parse_fasta_chunk(c.data, c.first_line, job.layout, job.split.hash_seed)
@@ -87,24 +86,18 @@ def process_chunk(job: Job) -> ChunkResult:
         label = p.label[m] if labeled else None
         single = (label == np.floor(label)).astype(np.uint8) if labeled else None
         if schema.has_ids:
-            idx = np.flatnonzero(m)
-            raw = frame_many([schema.serialize_one(p.codes[i], folds[i], id=p.ids[i]) for i in idx])
-            segments[name] = deflate_segment(raw, n, job.level)
+            segments[name] = compress_many([schema.serialize_one(p.codes[i], folds[i], id=p.ids[i])
+                                            for i in np.flatnonzero(m)])
         else:
-            framed = frame_fixed(schema.serialize_fixed(
-                p.codes[m], folds[m], None if label is None else label.astype(np.float32), single))
-            if job.deflate == "numpy":
-                raw = framed.tobytes()
-                segments[name] = Segment(deflate_fixed_records(framed), zlib.adler32(raw), len(raw), n)
-            else:
-                segments[name] = deflate_segment(framed.tobytes(), n, job.level)
+            segments[name] = compress_fixed(frame_fixed(schema.serialize_fixed(
+                p.codes[m], folds[m], None if label is None else label.astype(np.float32), single)))
         st = {"records": n, "folds": np.bincount(folds[m], minlength=job.split.n_folds).tolist(),
               "truncated": int(p.truncated[m].sum()), "length_min": int(p.length[m].min()),
               "length_max": int(p.length[m].max()), "length_sum": int(p.length[m].sum())}
         if labeled:
             st["label"] = _label_stats(label)
         stats[name] = st
-    return ChunkResult(records_in, segments, stats, p.rejections)
+    return ChunkResult(records_in, segments, stats, p.rejections, time.process_time() - start)
 
 
 def _merge(total: dict, part: dict) -> None:
@@ -144,7 +137,8 @@ def _finish_stats(st: dict) -> dict:
 
 @dataclass
 class _Output:
-    """Shard writers per split, rolling over every `per_shard` records (at chunk granularity)."""
+    """Shard writers per split, rolling over at exactly `per_shard` records (a segment that crosses the
+    boundary is split there; only the gzip member holding the boundary is re-compressed)."""
 
     folder: str
     per_shard: int
@@ -152,14 +146,17 @@ class _Output:
     shards: dict[str, list] = field(default_factory=lambda: collections.defaultdict(list))
 
     def add(self, split: str, seg: Segment) -> None:
-        w = self.writers.get(split)
-        if w is None:
-            name = f"{split}-{len(self.shards[split]):05d}.tfrecord"
-            w = self.writers[split] = ShardWriter(os.path.join(self.folder, name))
-        w.append(seg)
-        if w.records >= self.per_shard:
-            self.shards[split].append(w.close())
-            del self.writers[split]
+        while seg.records:
+            w = self.writers.get(split)
+            if w is None:
+                name = f"{split}-{len(self.shards[split]):05d}.tfrecord.gz"
+                w = self.writers[split] = ShardWriter(os.path.join(self.folder, name))
+            room = self.per_shard - w.records
+            head, seg = seg.split(room) if seg.records > room else (seg, Segment([], [], seg.record_size))
+            w.append(head)
+            if w.records == self.per_shard:
+                self.shards[split].append(w.close())
+                del self.writers[split]
 
     def close(self) -> dict[str, list]:
         for split, w in list(self.writers.items()):
@@ -205,7 +202,7 @@ def _jobs(inputs, args, layout, split, problems, file_info):
                 info.update(header=has_header, columns=names, seq_col=names[table.seq_col],
                             expr_col=None if table.expr_col is None else names[table.expr_col])
             for chunk in iter_chunks(path, fi, args.chunk_bytes, fmt == "fasta", skip, file_problems):
-                yield Job(chunk, fmt == "fasta", table, layout, split, args.compression_level, args.deflate)
+                yield Job(chunk, fmt == "fasta", table, layout, split)
         except InputError as err:
             file_problems.append(InputProblem(0, err.reason, str(err)))
         except OSError as err:
@@ -237,6 +234,8 @@ def _ordered(jobs, workers: int):
 def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
     """Library entry point behind the CLI; returns the manifest it wrote."""
     layout = get_layout(args.layout)
+    if args.records_per_shard < 1:
+        raise BuildError(f"--records-per-shard must be at least 1, got {args.records_per_shard}")
     split = SplitSpec(args.split, args.n_folds, args.hash_seed, tuple(args.val_folds), tuple(args.test_folds),
                       args.val_fraction, args.test_fraction, args.split_seed)
     _check_output(out)
@@ -254,6 +253,7 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
     counts = collections.Counter()
     labeled = set()
     output = _Output(tmp, args.records_per_shard)
+    worker_cpu, main_cpu = 0.0, time.process_time()
     try:
         with open(os.path.join(tmp, "rejected.tsv"), "w") as rej:
             rej.write("file\tline\treason\tdetail\ttext\n")
@@ -274,6 +274,7 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
                 for r in res.rejections:
                     rejected(path, r)
                 counts["records_in"] += res.records_in
+                worker_cpu += res.cpu_seconds
                 counts["rejected"] += len(res.rejections)
                 for name, seg in res.segments.items():
                     output.add(name, seg)
@@ -308,7 +309,7 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
         schema = RecordSchema(layout.length, has_label, layout.singleton and has_label, fasta)
         total_bytes = sum(s["bytes"] for v in shards.values() for s in v)
         manifest = {
-            "format": FORMAT, "layout": layout.name, "schema": schema.to_dict(), "compression": "ZLIB",
+            "format": FORMAT, "layout": layout.name, "schema": schema.to_dict(), "compression": "GZIP",
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "inputs": file_info, "split": split.to_dict(),
             "counts": {"records_in": counts["records_in"], "written": counts["written"],
@@ -319,8 +320,9 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
                        for name in split.names if name in totals},
             "bytes_per_record": total_bytes / counts["written"],
             "build": {"chunk_bytes": args.chunk_bytes, "records_per_shard": args.records_per_shard,
-                      "deflate": args.deflate, "compression_level": args.compression_level, "workers": args.workers,
-                      "seconds": round(time.time() - start, 3)},
+                      "compressor": COMPRESSOR, "member_records": MEMBER_RECORDS, "workers": args.workers,
+                      "seconds": round(time.time() - start, 3),
+                      "cpu_seconds": {"workers": round(worker_cpu, 3), "main": round(time.process_time() - main_cpu, 3)}},
         }
         write_manifest(tmp, manifest)
         _swap_in(tmp, out)
@@ -359,12 +361,9 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("performance")
     g.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     g.add_argument("--chunk-bytes", type=int, default=4 << 20, help="input bytes per work unit")
-    g.add_argument("--records-per-shard", type=int, default=1_000_000)
-    g.add_argument("--deflate", default="numpy", choices=["numpy", "zlib"],
-                   help="numpy: record-aware vectorised encoder (smaller and ~10x faster than zlib -6); "
-                        "zlib: the zlib library at --compression-level (always used for FASTA ids)")
-    g.add_argument("--compression-level", type=int, default=6, choices=range(0, 10), metavar="0-9",
-                   help="zlib level (with --deflate zlib, and for records with ids)")
+    g.add_argument("--records-per-shard", type=int, default=1_000_000,
+                   help="records in each shard file of a split (its last shard holds the rest); readers on "
+                        "several processes split a split's shards between them, so give each at least one")
     p.add_argument("--strict", action="store_true", help="abort on the first bad record instead of rejecting it")
     p.add_argument("--quiet", action="store_true")
     return p

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from data_prep import alphabet
 
@@ -51,18 +52,26 @@ class Layout:
         starts = np.asarray(starts, dtype=np.int64)
         ends = np.asarray(ends, dtype=np.int64)
         lengths = ends - starts - self.trim_5
-        pos = np.arange(self.length, dtype=np.int64)
-        if not self.flank_5:
-            # the byte just past each sequence (its delimiter) stands in for the N padding
-            buf = np.append(codes, np.uint8(alphabet.N))
-            buf[ends] = alphabet.N
-            idx = np.minimum(starts[:, None] + pos[None, :], ends[:, None])
-        else:
-            # one buffer holding the chunk then the flank; t < 0 indexes into the flank
-            buf = np.concatenate([codes, alphabet.encode(self.flank_5)])
-            t = pos[None, :] - self.length + lengths[:, None]
-            idx = t + np.where(t >= 0, (starts + self.trim_5)[:, None], codes.size + len(self.flank_5))
-        return buf[idx], lengths > self.length
+        L = self.length
+        pos = np.arange(L, dtype=np.int64)
+        # rows are copied as windows of L bytes (uint8 gathers, no (n, L) index arrays), then patched
+        if not self.flank_5:  # the sequence from its start; positions past its end are N
+            buf = np.concatenate([codes, np.full(L, alphabet.N, np.uint8)])
+            out = sliding_window_view(buf, L)[starts]
+            out[pos[None, :] >= lengths[:, None]] = alphabet.N
+        else:  # the last L codes of flank + sequence: a window ending at the sequence's end...
+            buf = np.concatenate([np.zeros(L, np.uint8), codes])
+            out = sliding_window_view(buf, L)[ends]
+            # ...whose first L - length positions come from the flank, flank[F - L + length + p]
+            flank = np.concatenate([alphabet.encode(self.flank_5), np.zeros(L, np.uint8)])
+            first = np.clip(len(self.flank_5) - L + lengths, 0, len(self.flank_5))
+            short = lengths < L
+            if short.any():
+                rows = out[short]
+                np.copyto(rows, sliding_window_view(flank, L)[first[short]],
+                          where=pos[None, :] < (L - lengths[short])[:, None])
+                out[short] = rows
+        return out, lengths > L
 
     def apply_one(self, seq: str) -> np.ndarray:
         codes = alphabet.encode(seq)

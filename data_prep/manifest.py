@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from data_prep.schema import RecordSchema
+from data_prep.tfrecord import COMPRESSIONS
 
 MANIFEST = "manifest.json"
 FORMAT = "seq2exp-tfrecord"
@@ -53,6 +54,11 @@ class Manifest:
     @property
     def length(self) -> int:
         return int(self.data["schema"]["length"])
+
+    @property
+    def compression(self) -> str:
+        """GZIP, or ZLIB for folders built before GZIP shards (both read; GZIP also by non-TF readers)."""
+        return self.data.get("compression", "ZLIB")
 
     @property
     def schema(self) -> RecordSchema:
@@ -119,6 +125,9 @@ def load_manifest(path: str | os.PathLike, layout: str | None = None, length: in
         m.schema
     except (KeyError, ValueError) as err:
         raise ManifestError(f"{mpath}: bad schema ({err})") from None
+    if m.compression not in COMPRESSIONS:
+        raise ManifestError(f"{mpath}: shard compression {m.compression!r} is not one of {COMPRESSIONS}; "
+                            "rebuild the folder with `python -m data_prep.build`")
     if layout is not None and m.layout != layout:
         raise ManifestError(f"{mpath}: dataset has layout {m.layout!r} but the model needs {layout!r}; "
                             f"rebuild with `python -m data_prep.build --layout {layout}`")

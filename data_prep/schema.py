@@ -50,6 +50,58 @@ def encode_example(features: dict[str, tuple[str, bytes]]) -> bytes:
     return _len_field(1, entries)
 
 
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, pos
+
+
+def _fields(data: bytes):
+    """(field number, wire type, value) of a protobuf message: varints as int, length-delimited as bytes."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        wire = key & 7
+        if wire == 0:
+            value, pos = _read_varint(data, pos)
+        elif wire == 2:
+            n, pos = _read_varint(data, pos)
+            value, pos = data[pos:pos + n], pos + n
+        elif wire in (1, 5):
+            n = 8 if wire == 1 else 4
+            value, pos = data[pos:pos + n], pos + n
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield key >> 3, wire, value
+
+
+def decode_example(data: bytes) -> dict:
+    """A serialized tf.train.Example with one value per feature -> {name: bytes | float | int}, without
+    protobuf or TensorFlow (the numpy reader's path for records of varying size)."""
+    out = {}
+    for _, _, features in _fields(data):
+        for _, _, entry in _fields(features):
+            parts = {num: value for num, _, value in _fields(entry)}
+            name = parts[1].decode()
+            for kind, wire, lst in _fields(parts.get(2, b"")):
+                values = list(_fields(lst))
+                if not values:
+                    continue
+                _, vwire, v = values[0]
+                if kind == 1:
+                    out[name] = v
+                elif kind == 2:
+                    out[name] = struct.unpack_from("<f", v)[0]
+                else:
+                    out[name] = _read_varint(v, 0)[0] if vwire == 2 else v
+    return out
+
+
 @dataclass(frozen=True)
 class RecordSchema:
     length: int

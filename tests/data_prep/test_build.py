@@ -243,9 +243,18 @@ def test_dream_demo_file(tmp_path, shared_data):
     assert m["bytes_per_record"] < 60
 
 
-def test_numpy_and_zlib_deflate_hold_the_same_records(tmp_path, sim_tsv):
-    path = sim_tsv[0]
-    a = run_build([path], tmp_path / "a", "--workers", "1", "--layout", "legnet")
-    b = run_build([path], tmp_path / "b", "--workers", "1", "--layout", "legnet", "--deflate", "zlib")
+def test_records_per_shard_is_exact_and_independent_of_workers(tmp_path):
+    write_tsv(simulate(3733, seed=4), tmp_path / "in.tsv")
+    a = run_build([tmp_path / "in.tsv"], tmp_path / "a", "--split", "none", "--records-per-shard", "1000",
+                  "--workers", "1")
+    assert [s["records"] for s in a["splits"]["all"]["shards"]] == [1000, 1000, 1000, 733]
+    # shard boundaries fall inside chunks and inside gzip members; any worker count gives the same bytes
+    b = run_build([tmp_path / "in.tsv"], tmp_path / "b", "--split", "none", "--records-per-shard", "1000",
+                  "--workers", "2", "--chunk-bytes", "30000")
+    c = run_build([tmp_path / "in.tsv"], tmp_path / "c", "--split", "none", "--records-per-shard", "1000",
+                  "--workers", "1", "--chunk-bytes", "30000")
+    assert [s["sha256"] for s in b["splits"]["all"]["shards"]] == [s["sha256"] for s in c["splits"]["all"]["shards"]]
     assert decode_all(tmp_path / "a") == decode_all(tmp_path / "b")
-    assert a["bytes_per_record"] < b["bytes_per_record"]
+    assert a["compression"] == "GZIP" and a["build"]["compressor"].split()[0] in ("isal", "zlib")
+    with pytest.raises(BuildError, match="records-per-shard"):
+        run_build([tmp_path / "in.tsv"], tmp_path / "d", "--records-per-shard", "0")

@@ -1,4 +1,4 @@
-"""Small helpers for data_prep tests: run a build the way the CLI does, decode shards without TF."""
+"""Small helpers for data_prep tests: run a build the way the CLI does, decode every record with protobuf."""
 from __future__ import annotations
 
 import json
@@ -23,7 +23,7 @@ def decode_all(folder) -> dict[str, list[dict]]:
     for split, info in m["splits"].items():
         rows = []
         for shard in info["shards"]:
-            for raw in iter_records(os.path.join(folder, shard["file"])):
+            for raw in iter_records(os.path.join(folder, shard["file"]), m.get("compression", "ZLIB")):
                 f = tf.train.Example.FromString(raw).features.feature
                 row = {"seq": alphabet.decode(bytearray(f["seq"].bytes_list.value[0])),
                        "fold": f["fold"].int64_list.value[0]}

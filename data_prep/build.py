@@ -24,7 +24,8 @@ import numpy as np
 
 from data_prep.deflate import deflate_fixed_records
 from data_prep.errors import BuildError, BuildInterrupted
-from data_prep.input_plan import InputPlan, fail_or_skip, late_failures, plan_inputs, summary_lines
+from data_prep.input_plan import (InputPlan, check_options, fail_or_skip, late_failures, plan_inputs,
+                                  summary_lines)
 from data_prep.layouts import Layout, get_layout
 from data_prep.manifest import FORMAT, write_manifest
 from data_prep.output_folder import check_output, interruptible, output_path, remove_stale, swap_in
@@ -217,6 +218,7 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
 
     Every check that can fail (output folder, inputs, columns) runs before the first record is read.
     """
+    check_options(args)
     layout = get_layout(args.layout)
     split = SplitSpec(args.split, args.n_folds, args.hash_seed, tuple(args.val_folds), tuple(args.test_folds),
                       args.val_fraction, args.test_fraction, args.split_seed)

@@ -71,6 +71,29 @@ def check_inputs(inputs: list[str]) -> None:
             digests[d] = path
 
 
+def check_options(args) -> None:
+    """Numeric options a careless command line gets wrong, named by their flag (before any work)."""
+    problems = []
+    for flag, value in (("--workers", args.workers), ("--chunk-bytes", args.chunk_bytes)):
+        if value < 1:
+            problems.append(f"{flag} {value}: must be a positive whole number")
+    if not 1 <= args.n_folds <= 127:
+        problems.append(f"--n-folds {args.n_folds}: must be in 1..127")
+    for flag, folds in (("--val-folds", args.val_folds), ("--test-folds", args.test_folds)):
+        bad = [f for f in folds if not 0 <= f < args.n_folds]
+        if bad and args.split == "hash":
+            problems.append(f"{flag} {','.join(map(str, folds))}: folds are 0..{args.n_folds - 1} "
+                            f"(--n-folds {args.n_folds})")
+    for flag, value in (("--val-fraction", args.val_fraction), ("--test-fraction", args.test_fraction)):
+        if not 0 <= value < 1:
+            problems.append(f"{flag} {value}: must be a fraction in [0, 1)")
+    if args.split == "random" and args.val_fraction + args.test_fraction >= 1:
+        problems.append(f"--val-fraction + --test-fraction = {args.val_fraction + args.test_fraction}: "
+                        "must be below 1 (nothing would be left to train on)")
+    if problems:
+        raise BuildError("; ".join(problems))
+
+
 def _plan_one(fi: int, path: str, args) -> InputPlan:
     fmt = detect_format(path, args.format)
     info = {"path": os.path.abspath(path), "format": fmt, "problems": [], "skipped": False,

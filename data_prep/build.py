@@ -15,23 +15,26 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from data_prep.errors import BuildError, BuildInterrupted
+from data_prep.input_plan import (InputPlan, check_options, fail_or_skip, late_failures, plan_inputs,
+                                  summary_lines)
 from data_prep.layouts import LAYOUTS, Layout, get_layout
-from data_prep.manifest import FORMAT, MANIFEST, write_manifest
+from data_prep.manifest import FORMAT, write_manifest
+from data_prep.output_folder import check_output, interruptible, output_path, remove_stale, swap_in
 from data_prep.parse import Parsed, Rejection, TableSpec, parse_fasta_chunk, parse_table_chunk
 from data_prep.schema import RecordSchema
-from data_prep.sources import Chunk, InputError, InputProblem, detect_format, iter_chunks, resolve_table
+from data_prep.sources import Chunk, InputError, InputProblem, iter_chunks
 from data_prep.splits import SplitSpec
 from data_prep.tfrecord import COMPRESSOR, MEMBER_RECORDS, Segment, ShardWriter, compress_fixed, compress_many, frame_fixed
 
-
-class BuildError(RuntimeError):
-    """A build that must stop (strict mode, unusable output folder, no records at all)."""
+__all__ = ["BuildError", "BuildInterrupted", "build", "main", "parser"]
 
 
 @dataclass(frozen=True)
@@ -165,51 +168,27 @@ class _Output:
         return self.shards
 
 
-def _check_output(out: str) -> None:
-    parent = os.path.dirname(os.path.abspath(out)) or "."
-    if os.path.exists(out):
-        if not os.path.isdir(out):
-            raise BuildError(f"{out}: exists and is not a folder")
-        if os.listdir(out) and not os.path.exists(os.path.join(out, MANIFEST)):
-            raise BuildError(f"{out}: exists, is not empty and holds no {MANIFEST}; refusing to replace it")
-    os.makedirs(parent, exist_ok=True)
-    if not os.access(parent, os.W_OK):
-        raise BuildError(f"{parent}: output location is not writable")
-
-
-def _swap_in(tmp: str, out: str) -> None:
-    """Replace `out` by `tmp` whole: a reader never sees old and new shards mixed."""
-    if os.path.exists(out):
-        old = f"{out}.old-{os.getpid()}"
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, out)
-
-
-def _jobs(inputs, args, layout, split, problems, file_info):
-    for fi, path in enumerate(inputs):
-        fmt = detect_format(path, args.format)
-        info = {"path": os.path.abspath(path), "format": fmt, "problems": []}
-        file_info.append(info)
+def _jobs(plans: list[InputPlan], args, layout, split, problems):
+    for plan in plans:
+        if plan.skipped:
+            continue
         file_problems: list[InputProblem] = []
+        fasta = plan.fmt == "fasta"
         try:
-            table, skip = None, 0
-            if fmt != "fasta":
-                table, has_header, names = resolve_table(path, fmt, args.header, args.seq_col, args.expr_col)
-                skip = int(has_header)
-                info.update(header=has_header, columns=names, seq_col=names[table.seq_col],
-                            expr_col=None if table.expr_col is None else names[table.expr_col])
-            for chunk in iter_chunks(path, fi, args.chunk_bytes, fmt == "fasta", skip, file_problems):
-                yield Job(chunk, fmt == "fasta", table, layout, split)
+            for chunk in iter_chunks(plan.path, plan.index, args.chunk_bytes, fasta, plan.skip_lines, file_problems):
+                yield Job(chunk, fasta, plan.table, layout, split)
         except InputError as err:
             file_problems.append(InputProblem(0, err.reason, str(err)))
         except OSError as err:
-            raise BuildError(f"{path}: cannot read ({err.strerror or err})") from None
+            raise BuildError(f"{plan.path}: cannot read ({err.strerror or err})") from None
         for pr in file_problems:
-            info["problems"].append({"line": pr.line, "reason": pr.reason, "detail": pr.detail})
-            problems.append((path, pr))
+            plan.info["problems"].append({"line": pr.line, "reason": pr.reason, "detail": pr.detail})
+            problems.append((plan.path, pr))
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them and cleans up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _ordered(jobs, workers: int):
@@ -219,7 +198,7 @@ def _ordered(jobs, workers: int):
             yield job, process_chunk(job)
         return
     ctx = multiprocessing.get_context("forkserver")
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_interrupts) as pool:
         window = collections.deque()
         for job in jobs:
             window.append((job, pool.submit(process_chunk, job)))
@@ -232,22 +211,31 @@ def _ordered(jobs, workers: int):
 
 
 def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
-    """Library entry point behind the CLI; returns the manifest it wrote."""
+    """Library entry point behind the CLI; returns the manifest it wrote.
+
+    Every check that can fail (output folder, inputs, columns) runs before the first record is read.
+    """
+    check_options(args)
     layout = get_layout(args.layout)
     if args.records_per_shard < 1:
         raise BuildError(f"--records-per-shard must be at least 1, got {args.records_per_shard}")
     split = SplitSpec(args.split, args.n_folds, args.hash_seed, tuple(args.val_folds), tuple(args.test_folds),
                       args.val_fraction, args.test_fraction, args.split_seed)
-    _check_output(out)
-    for path in inputs:
-        if not os.path.isfile(path):
-            raise BuildError(f"{path}: input file not found")
+    out = output_path(out)
+    check_output(out, inputs)
+    plans = plan_inputs(inputs, args)
+    remove_stale(out)
+    with interruptible():
+        return _build(plans, out, args, layout, split)
+
+
+def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitSpec) -> dict:
+    inputs = [p.path for p in plans]
     tmp = f"{out}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     start = time.time()
     problems: list = []
-    file_info: list[dict] = []
     totals: dict[str, dict] = {}
     by_reason = collections.Counter()
     counts = collections.Counter()
@@ -269,8 +257,10 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
             last_report = time.time()
             # small inputs are not worth starting worker processes for
             workers = args.workers if sum(os.path.getsize(p) for p in inputs) > 2 * args.chunk_bytes else 1
-            for job, res in _ordered(_jobs(inputs, args, layout, split, problems, file_info), workers):
-                path = inputs[job.chunk.file_index]
+            for job, res in _ordered(_jobs(plans, args, layout, split, problems), workers):
+                plan = plans[job.chunk.file_index]
+                path = plan.path
+                plan.count(res.records_in, sum(seg.records for seg in res.segments.values()), res.rejections)
                 for r in res.rejections:
                     rejected(path, r)
                 counts["records_in"] += res.records_in
@@ -289,33 +279,42 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
                 msg = f"{path}:{pr.line}: {pr.reason}: {pr.detail}"
                 if args.strict:
                     raise BuildError(msg)
-                print(f"warning: {msg}", file=sys.stderr)
                 if pr.partial_record:  # the cut-off last line is a record we could not read
                     counts["records_in"] += 1
                     counts["rejected"] += 1
-                    rejected(path, Rejection(pr.line, pr.reason, pr.detail, pr.partial_record.decode("latin-1")[:200]))
+                    r = Rejection(pr.line, pr.reason, pr.detail, pr.partial_record.decode("latin-1")[:200])
+                    plans[inputs.index(path)].count(1, 0, [r])
+                    rejected(path, r)
                 else:
                     rej.write(f"{path}\t{pr.line}\t{pr.reason}\t{pr.detail}\t\n")
+            for plan in plans:
+                if plan.skipped:
+                    for pr in plan.info["problems"]:
+                        rej.write(f"{plan.path}\t{pr['line']}\t{pr['reason']}\t{pr['detail']}\t\n")
+        fail_or_skip(late_failures(plans, problems), len(inputs), args)
         shards = output.close()
         if counts["written"] == 0:
-            raise BuildError(f"no records written from {len(inputs)} input file(s); see {out}/rejected.tsv "
-                             "for the reasons" if counts["rejected"] else "no records found in the input")
+            reasons = ", ".join(f"{r} {n:,}" for r, n in by_reason.most_common(3))
+            raise BuildError(f"no records written from {len(inputs)} input file(s)"
+                             + (f": all {counts['rejected']:,} records were rejected ({reasons})"
+                                if counts["rejected"] else "; every file was empty or skipped"))
         if counts["records_in"] != counts["written"] + counts["rejected"]:
             raise AssertionError("records in != written + rejected")  # an invariant, never expected
         if len(labeled) > 1:
             raise BuildError("inputs mix labeled and unlabeled records; build them separately")
         has_label = labeled == {True}
-        fasta = any(fi["format"] == "fasta" for fi in file_info)
+        fasta = any(p.fmt == "fasta" and not p.skipped for p in plans)
         schema = RecordSchema(layout.length, has_label, layout.singleton and has_label, fasta)
         total_bytes = sum(s["bytes"] for v in shards.values() for s in v)
         manifest = {
             "format": FORMAT, "layout": layout.name, "schema": schema.to_dict(), "compression": "GZIP",
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "inputs": file_info, "split": split.to_dict(),
+            "inputs": [p.info for p in plans], "split": split.to_dict(),
             "counts": {"records_in": counts["records_in"], "written": counts["written"],
                        "rejected": counts["rejected"], "rejected_by_reason": dict(sorted(by_reason.items())),
                        "truncated": sum(t["truncated"] for t in totals.values()),
-                       "file_problems": len(problems)},
+                       "file_problems": sum(len(p.info["problems"]) for p in plans),
+                       "files_skipped": sum(p.skipped for p in plans)},
             "splits": {name: {**_finish_stats(totals[name]), "shards": shards[name]}
                        for name in split.names if name in totals},
             "bytes_per_record": total_bytes / counts["written"],
@@ -325,7 +324,7 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
                       "cpu_seconds": {"workers": round(worker_cpu, 3), "main": round(time.process_time() - main_cpu, 3)}},
         }
         write_manifest(tmp, manifest)
-        _swap_in(tmp, out)
+        swap_in(tmp, out)
     except BaseException:
         for w in output.writers.values():
             w.abort()
@@ -342,7 +341,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m data_prep.build", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", help="TSV/CSV/FASTA files, optionally .gz")
-    p.add_argument("--out", required=True, help="output folder (replaced whole if it is an earlier build)")
+    p.add_argument("--out", required=True, help="output folder (replaced whole only if it is an earlier build "
+                                                 "holding nothing else)")
     p.add_argument("--layout", default="crmnet", choices=sorted(LAYOUTS))
     g = p.add_argument_group("input")
     g.add_argument("--format", default="auto", choices=["auto", "tsv", "csv", "fasta"])
@@ -365,6 +365,9 @@ def parser() -> argparse.ArgumentParser:
                    help="records in each shard file of a split (its last shard holds the rest); readers on "
                         "several processes split a split's shards between them, so give each at least one")
     p.add_argument("--strict", action="store_true", help="abort on the first bad record instead of rejecting it")
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="build from the good inputs when a file fails as a whole (unreadable, empty, columns not "
+                        "resolved, truncated, every record rejected); default: such a file fails the build")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -376,12 +379,18 @@ def main(argv: list[str] | None = None) -> int:
     except (BuildError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (BuildInterrupted)
+        signum = getattr(err, "signum", 2)
+        print(f"interrupted ({signal.Signals(signum).name}): the build stopped and its temporary files were removed",
+              file=sys.stderr)
+        return 128 + signum
     c = m["counts"]
     splits = ", ".join(f"{k} {v['records']:,}" for k, v in m["splits"].items())
     print(f"{args.out}: {c['records_in']:,} records in, {c['written']:,} written ({splits}), "
           f"{c['rejected']:,} rejected{' ' + str(c['rejected_by_reason']) if c['rejected'] else ''}, "
           f"{c['truncated']:,} truncated to {m['schema']['length']} nt; {m['bytes_per_record']:.1f} B/record; "
           f"{m['build']['seconds']:.1f} s")
+    print("\n".join(summary_lines(m)))
     return 0
 
 

@@ -20,7 +20,7 @@ from data_prep.layouts import Layout
 REASONS = (
     "empty_line", "wrong_column_count", "csv_quoting", "empty_sequence", "invalid_character",
     "too_short_for_layout", "non_numeric_expression", "non_finite_expression",
-    "sequence_before_header", "truncated_input",
+    "sequence_before_header", "truncated_input", "label_out_of_float32_range",
 )
 _MAX_LABEL_WIDTH = 48
 
@@ -131,6 +131,11 @@ def parse_lines(data: bytes, line_no: np.ndarray, spec: TableSpec, layout: Layou
         sub[m] = 1 + REASONS.index("non_finite_expression")
         for j in np.flatnonzero(m):
             detail[ok[j]] = f"expression {_text(data, s1[j], e1[j], 60)!r} is not finite"
+        with np.errstate(over="ignore"):  # records store float32: these would become inf
+            m = (sub == 0) & ~nonfinite & np.isinf(label.astype(np.float32))
+        sub[m] = 1 + REASONS.index("label_out_of_float32_range")
+        for j in np.flatnonzero(m):
+            detail[ok[j]] = f"expression {_text(data, s1[j], e1[j], 60)!r} is outside the float32 range (±3.4e38)"
     reason[ok] = sub
 
     rejections = []

@@ -10,11 +10,9 @@ import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
-from data_prep.alphabet import first_invalid
+from data_prep.columns import SAMPLE_LINES, ColumnError, Resolved, resolve
 from data_prep.parse import TableSpec
 
-SEQ_NAMES = ("sequence", "seq", "sequences")
-EXPR_NAMES = ("expression", "measured expression", "measured_expression", "expr", "label", "target", "y")
 _FASTA_EXT = (".fa", ".fasta", ".fna", ".fas")
 
 
@@ -45,8 +43,20 @@ class InputProblem:
 
 
 def detect_format(path: str, fmt: str = "auto") -> str:
+    """`fmt`, or for "auto" what the first line shows ('>' FASTA, tabs TSV, commas CSV), else the extension."""
     if fmt != "auto":
         return fmt
+    try:
+        first = read_head(path, 1)
+    except (OSError, InputError):
+        first = []
+    if first:
+        if first[0].startswith(b">"):
+            return "fasta"
+        if b"\t" in first[0]:
+            return "tsv"
+        if b"," in first[0]:
+            return "csv"
     name = path[:-3] if path.endswith(".gz") else path
     if name.lower().endswith(_FASTA_EXT):
         return "fasta"
@@ -85,10 +95,16 @@ def iter_chunks(path: str, file_index: int, chunk_bytes: int, fasta: bool, skip_
                 problems: list | None = None) -> Iterator[Chunk]:
     """Line-aligned chunks (FASTA: record-aligned). File-level problems are appended to `problems`."""
     sep = b"\n>" if fasta else b"\n"
-    carry, line, index = b"", 1, 0
+    carry, line, index, first = b"", 1, 0, True
     try:
         for block in iter_blocks(path, chunk_bytes):
             buf = carry + block
+            if first and len(buf) < len(_BOM) and _BOM.startswith(buf):
+                carry = buf
+                continue
+            if first and buf.startswith(_BOM):  # UTF-8 byte-order mark (Excel, Notepad)
+                buf = buf[len(_BOM):]
+            first = False
             while skip_lines and (cut := buf.find(b"\n")) >= 0:
                 buf, skip_lines, line = buf[cut + 1:], skip_lines - 1, line + 1
             cut = buf.rfind(sep)
@@ -112,75 +128,62 @@ def iter_chunks(path: str, file_index: int, chunk_bytes: int, fasta: bool, skip_
         yield Chunk(file_index, index, line, carry if carry.endswith(b"\n") else carry + b"\n")
 
 
-def read_first_line(path: str) -> bytes | None:
-    """The first line (without newline), or None for an empty file."""
+_BOM = b"\xef\xbb\xbf"
+_NOT_TEXT = {b"\xff\xfe": "UTF-16 text (save it as UTF-8)", b"\xfe\xff": "UTF-16 text (save it as UTF-8)",
+             b"PK\x03\x04": "a ZIP archive (an Excel .xlsx workbook? export it as CSV/TSV)",
+             b"BZh": "bzip2-compressed (only gzip is read; decompress it or recompress with gzip)",
+             b"\xfd7zXZ\x00": "xz-compressed (only gzip is read)", b"\x28\xb5\x2f\xfd": "zstd-compressed (only gzip is read)",
+             b"PAR1": "a Parquet file (export it as CSV/TSV)"}
+
+
+def read_head(path: str, max_lines: int = 50, max_bytes: int = 1 << 20) -> list[bytes]:
+    """The first lines (without newline; UTF-8 BOM removed), or [] for an empty file.
+
+    Raises InputError for files that are not text tables (UTF-16, ZIP/xlsx, other compressors, binary).
+    """
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+    for sig, what in _NOT_TEXT.items():
+        if magic.startswith(sig):
+            raise InputError(f"not a text table: {what}", "not_text")
     buf = b""
     try:
         for block in iter_blocks(path, 1 << 16):
             buf += block
-            if b"\n" in buf or len(buf) > 1 << 20:
+            if buf.count(b"\n") > max_lines or len(buf) > max_bytes:
                 break
     except InputError:
         pass
-    if not buf:
-        return None
-    return buf.split(b"\n", 1)[0].rstrip(b"\r")
+    buf = buf.removeprefix(_BOM)
+    if b"\x00" in buf[:max_bytes]:
+        raise InputError("not a text table: it holds NUL bytes (a binary file?)", "not_text")
+    lines = [ln.rstrip(b"\r") for ln in buf.split(b"\n")[:max_lines]]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
 
 
-def _is_number(text: str) -> bool:
+def read_first_line(path: str) -> bytes | None:
+    """The first line (without newline), or None for an empty file."""
+    lines = read_head(path, 1)
+    return lines[0] if lines else None
+
+
+def resolve_columns(path: str, fmt: str, header: str = "auto", seq_col: str | None = None,
+                    expr_col: str | None = None) -> Resolved:
+    """Delimiter, header and columns of a table, with how each column was chosen (data_prep.columns)."""
+    lines = read_head(path, SAMPLE_LINES)
+    if not lines:
+        raise InputError("file is empty (no records)", "empty_file")
+    delim = "," if fmt == "csv" else "\t"
     try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+        return resolve([ln.decode("latin-1") for ln in lines], delim, header, seq_col, expr_col)
+    except ColumnError as err:
+        raise InputError(str(err), "unresolved_columns") from None
 
 
 def resolve_table(path: str, fmt: str, header: str = "auto", seq_col: str | None = None,
                   expr_col: str | None = None) -> tuple[TableSpec, bool, list[str]]:
     """Work out delimiter, header presence and the column indices; returns (spec, has_header, names)."""
-    first = read_first_line(path)
-    if first is None:
-        raise InputError("file is empty (no records)", "empty_file")
-    delim = "," if fmt == "csv" else "\t"
-    fields = [f.strip().strip('"') for f in first.decode("latin-1").split(delim)]
-    if header == "auto":
-        # a header must name a column we look for, or look like neither a sequence nor a number;
-        # a malformed first data line is then rejected like any other, never taken as a header
-        lowered = {f.lower() for f in fields}
-        named = bool(lowered & set(SEQ_NAMES + EXPR_NAMES)) or bool(
-            {c.lower() for c in (seq_col, expr_col) if c and not c.isdigit()} & lowered)
-        seq_like = bool(fields[0]) and first_invalid(fields[0]) < 0
-        numeric = len(fields) > 1 and _is_number(fields[1])
-        has_header = named or (not seq_like and not numeric and len(fields) > 1)
-    else:
-        has_header = header == "yes"
-    names = fields if has_header else [str(i) for i in range(len(fields))]
-    s = _pick(names, seq_col, SEQ_NAMES if has_header else (), 0, "sequence")
-    e = None if (expr_col or "").lower() == "none" else _pick(
-        names, expr_col, EXPR_NAMES if has_header else (), 1 if len(names) > 1 else None, None)
-    if e is None and expr_col not in (None, "none", "None"):
-        raise InputError(f"expression column {expr_col!r} not found; columns are {names}")
-    if s is None or s >= len(names):
-        raise InputError(f"sequence column {seq_col!r} not found; columns are {names} (use --seq-col)")
-    if e is not None and e >= len(names):
-        raise InputError(f"expression column {e} out of range; the file has {len(names)} columns")
-    if e == s:
-        raise InputError("sequence and expression columns must differ")
-    return TableSpec(delim, len(names), s, e), has_header, names
-
-
-def _pick(names: list[str], wanted: str | None, defaults: tuple[str, ...], fallback: int | None,
-          what: str | None) -> int | None:
-    lowered = [n.lower() for n in names]
-    if wanted is not None and wanted.lower() != "none":
-        if wanted.lower() in lowered:
-            return lowered.index(wanted.lower())
-        if wanted.isdigit():
-            return int(wanted)
-        if what:
-            raise InputError(f"{what} column {wanted!r} not found; columns are {names}")
-        return None
-    for d in defaults:
-        if d in lowered:
-            return lowered.index(d)
-    return fallback
+    r = resolve_columns(path, fmt, header, seq_col, expr_col)
+    return r.spec, r.has_header, r.names

@@ -134,7 +134,9 @@ def test_empty_file_and_truncated_gzip(tmp_path, sim_tsv):
     gz = gzip.compress(whole)
     cut = tmp_path / "cut.tsv.gz"
     cut.write_bytes(gz[: len(gz) // 2])
-    m = run_build([empty, cut], tmp_path / "out", "--workers", "1")
+    with pytest.raises(BuildError, match="empty.tsv: empty_file"):  # issue 17: a bad file fails the build...
+        run_build([empty, cut], tmp_path / "out", "--workers", "1")
+    m = run_build([empty, cut], tmp_path / "out", "--workers", "1", "--skip-bad-files")  # ...unless opted out
     probs = {os.path.basename(i["path"]): i["problems"] for i in m["inputs"]}
     assert probs["empty.tsv"][0]["reason"] == "empty_file"
     assert probs["cut.tsv.gz"][0]["reason"] == "truncated_input"

@@ -11,7 +11,7 @@ import numpy as np
 
 from data_prep.layouts import get_layout
 from data_prep.parse import parse_fasta_chunk, parse_table_chunk
-from data_prep.sources import detect_format, iter_chunks, resolve_table
+from data_prep.sources import InputError, detect_format, iter_chunks, read_head, resolve_table
 from seq2exp.engine.metrics import PredictionCollector
 from seq2exp.engine.registry import ModelSpec
 
@@ -31,14 +31,33 @@ def evaluate_model(model: keras.Model, spec: ModelSpec, manifest, split: str, ba
     return collector.result()
 
 
+def check_prediction_inputs(paths: list[str], seq_col: str | None = None, header: str = "auto") -> None:
+    """Every input is a readable table or FASTA whose sequence column resolves (InputError naming the file)."""
+    for path in paths:
+        if os.path.isdir(path):
+            raise InputError(f"{path}: is a folder; predict reads TSV/CSV/FASTA files")
+        try:
+            fmt = detect_format(path)
+            if fmt != "fasta":
+                resolve_table(path, fmt, header, seq_col, "none")
+            elif not read_head(path, 1):
+                raise InputError("file is empty (no records)")
+        except InputError as err:
+            raise InputError(f"{path}: {err}", err.reason) from None
+
+
 def predict_files(model: keras.Model, spec: ModelSpec, paths: list[str], out: TextIO, batch_size: int = 1024,
-                  seq_col: str | None = None, header: str = "auto") -> int:
+                  seq_col: str | None = None, header: str = "auto", stats: dict | None = None) -> int:
     """Stream predictions as TSV: file, line, id (FASTA name or the input sequence), prediction, note.
 
     Input lines that are not valid sequences are reported in the output with an empty prediction
-    and the reason, so every input line has an output row.
+    and the reason, so every input line has an output row. A sequence longer than the layout is
+    predicted from the part the layout keeps, with a note saying so; `stats` gets the count.
     """
     layout = get_layout(spec.layout)
+    cut = "the 5' end is cut" if layout.flank_5 else "the 3' end is cut"
+    stats = {} if stats is None else stats
+    stats.update(truncated=0, length=layout.length, cut=cut)
     out.write("file\tline\tid\tprediction\tnote\n")
     n, start, shown = 0, time.time(), time.time()
     for fi, path in enumerate(paths):
@@ -61,10 +80,14 @@ def predict_files(model: keras.Model, spec: ModelSpec, paths: list[str], out: Te
                 codes = parsed.codes[i:i + batch_size]
                 batch = {"seq": codes, "is_singleton": np.zeros(len(codes), np.uint8)}
                 preds[i:i + batch_size] = predict_batch(model, spec, batch)
-            rows = [(ln, f"{name}\t{p:.6g}\t") for ln, name, p in zip(parsed.line.tolist(), names, preds)]
+            notes = [f"truncated: {k} nt, longer than the {layout.length}-nt {layout.name} layout ({cut})" if t else ""
+                     for k, t in zip(parsed.length.tolist(), parsed.truncated.tolist())]
+            stats["truncated"] += int(parsed.truncated.sum())
+            rows = [(ln, f"{name}\t{p:.6g}\t{note}")
+                    for ln, name, p, note in zip(parsed.line.tolist(), names, preds, notes)]
             rows += [(r.line, f"{r.text[:80]}\t\t{r.reason}: {r.detail}") for r in parsed.rejections]
             for ln, text in sorted(rows):
-                out.write(f"{os.path.basename(path)}\t{ln}\t{text}\n")
+                out.write(f"{path}\t{ln}\t{text}\n")
             n += len(preds)
             if time.time() - shown > 10:
                 shown = time.time()

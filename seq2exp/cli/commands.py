@@ -11,6 +11,8 @@ import os
 import sys
 
 from seq2exp.cli import config as run_config
+from seq2exp.cli.checks import UsageError, check_keras_file, check_labeled, check_model_options
+from seq2exp.cli.outputs import atomic_output, check_inputs_exist, check_out, exit_code, scratch_dir
 from seq2exp.engine.registry import get_model_spec, load_all_models
 
 
@@ -21,13 +23,20 @@ def train_main(argv: list[str] | None = None, model: str | None = None) -> int:
                                 description="Train a sequence-to-expression model (no data: the embedded demo).")
     run_config.add_arguments(p, model)
     args = p.parse_args(argv)
-    demo = not args.data and not (args.config and run_config.load_file(args.config).get("data"))
-    if demo:  # a CPU-sized run unless the user says otherwise
-        for key, value in DEMO_DEFAULTS.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
-    cfg = run_config.resolve(args, model)
-    return run_training(cfg, get_model_spec(cfg.model), demo)
+    try:  # every flag and config value is checked here, before the run folder or the data are touched
+        in_file = run_config.load_file(args.config) if args.config else {}
+        demo = not args.data and not in_file.get("data")
+        if demo:  # a CPU-sized run unless the user says otherwise (by flag or in the config file)
+            for key, value in DEMO_DEFAULTS.items():
+                if getattr(args, key) is None and key not in in_file:
+                    setattr(args, key, value)
+        cfg = run_config.resolve(args, model)
+        spec = get_model_spec(cfg.model)
+        check_model_options(spec, cfg.preset, cfg.model_config)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return run_training(cfg, spec, demo)
 
 
 def _load_model(path: str, model_name: str | None):
@@ -35,12 +44,32 @@ def _load_model(path: str, model_name: str | None):
 
     load_all_models()  # importing registers every model's custom layers
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
-    file = os.path.join(path, "model.keras") if os.path.isdir(path) else path
+    file = check_keras_file(path)
     cfg_file = os.path.join(run_dir, "config.yaml")
     if model_name is None and os.path.exists(cfg_file):
         model_name = run_config.load_file(cfg_file).get("model")
-    model = keras.saving.load_model(file, safe_mode=True)
+    try:
+        model = keras.saving.load_model(file, safe_mode=True)
+    except (ValueError, OSError, TypeError, KeyError) as err:
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise UsageError(f"{file}: cannot load this .keras file ({why})") from None
     return model, get_model_spec(model_name or model.name)
+
+
+def _guarded(body, args) -> int:
+    """A command body with its known failures as one line (exit 2), interruptions as 130/143."""
+    from data_prep.errors import BuildError
+    from data_prep.manifest import ManifestError
+    from data_prep.sources import InputError
+
+    try:
+        return body(args)
+    except (UsageError, BuildError, ManifestError, InputError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM while a temporary file or folder was open
+        print("interrupted; temporary files removed, nothing half-written left", file=sys.stderr)
+        return exit_code(err)
 
 
 def evaluate_main(argv: list[str] | None = None, model: str | None = None) -> int:
@@ -64,11 +93,17 @@ def evaluate_main(argv: list[str] | None = None, model: str | None = None) -> in
                    help="PWM files, NAME=CONSENSUS or IUPAC consensus (default: the demo's yeast sites)")
     r.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the saliency sample")
     args = p.parse_args(argv)
-    import tempfile
+    return _guarded(_evaluate, args)
 
+
+def _evaluate(args) -> int:
     from seq2exp.analysis.evaluation import evaluate_model
-    from seq2exp.engine.data import eval_split, prepare
+    from seq2exp.engine.data import dataset_labels, eval_split, prepare
 
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
+    check_inputs_exist(args.data, "test data")
+    check_out(args.out, args.data, overwrite=True)  # a metrics file may be rewritten, an input never
     keras_model, spec = _load_model(args.model_path, args.model)
     if args.report:
         from seq2exp.analysis.report import write_report
@@ -78,19 +113,21 @@ def evaluate_main(argv: list[str] | None = None, model: str | None = None) -> in
                            saliency_n=args.saliency_n, motifs=args.motif, seed=args.seed,
                            batch_size=args.batch_size, model_path=args.model_path)
         if args.out:
-            with open(args.out, "w") as fh:
+            with atomic_output(args.out) as fh:
                 json.dump({k: {m: v["model"][m]["value"] for m in ("pearson", "spearman", "r2", "mse", "mae")}
                            | {"n": v["n"]} for k, v in rep["subsets"].items()}, fh, indent=2)
         return 0
-    work = args.work or tempfile.mkdtemp(prefix="seq2exp-eval-")
     results = {}
-    for m in prepare(args.data, spec.layout, work, split="none", group=False):
-        r = evaluate_model(keras_model, spec, m, eval_split(m), args.batch_size)
-        results[os.path.basename(m.folder)] = r
-        print(f"{os.path.basename(m.folder):40s} n={r['n']:7d} pearson {r['pearson']:.4f} spearman "
-              f"{r['spearman']:.4f} R2 {r['r2']:.4f} MSE {r['mse']:.4f} MAE {r['mae']:.4f}")
+    with scratch_dir("seq2exp-eval-", args.work) as work:  # removed on any exit unless --work was given
+        manifests = prepare(args.data, spec.layout, work, split="none", group=False)
+        check_labeled(manifests, "evaluated", "score unlabeled sequences with predict instead")
+        for m, name in zip(manifests, dataset_labels(manifests)):
+            r = evaluate_model(keras_model, spec, m, eval_split(m), args.batch_size)
+            results[name] = r
+            print(f"{name:40s} n={r['n']:7d} pearson {r['pearson']:.4f} spearman "
+                  f"{r['spearman']:.4f} R2 {r['r2']:.4f} MSE {r['mse']:.4f} MAE {r['mae']:.4f}")
     if args.out:
-        with open(args.out, "w") as fh:
+        with atomic_output(args.out) as fh:
             json.dump(results, fh, indent=2)
     return 0
 
@@ -105,15 +142,25 @@ def predict_main(argv: list[str] | None = None, model: str | None = None) -> int
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--seq-col", default=None)
     p.add_argument("--header", default="auto", choices=["auto", "yes", "no"])
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
-    from seq2exp.analysis.evaluation import predict_files
+    return _guarded(_predict, args)
 
+
+def _predict(args) -> int:
+    from seq2exp.analysis.evaluation import check_prediction_inputs, predict_files
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
+    check_inputs_exist(args.inputs)
+    check_out(args.out, args.inputs, args.overwrite)
+    check_prediction_inputs(args.inputs, args.seq_col, args.header)  # every file readable before --out is touched
     keras_model, spec = _load_model(args.model_path, args.model)
-    out = sys.stdout if args.out == "-" else open(args.out, "w")
-    try:
-        n = predict_files(keras_model, spec, args.inputs, out, args.batch_size, args.seq_col, args.header)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    print(f"predicted {n:,} sequences", file=sys.stderr)
+    stats: dict = {}
+    with atomic_output(args.out) as out:  # written beside --out and renamed into place when complete
+        n = predict_files(keras_model, spec, args.inputs, out, args.batch_size, args.seq_col, args.header, stats)
+    cut = stats.get("truncated", 0)
+    note = (f"; {cut:,} longer than the {stats['length']}-nt {spec.layout} layout were cut ({stats['cut']}; "
+            "see the note column)") if cut else ""
+    print(f"predicted {n:,} sequences{note}", file=sys.stderr)
     return 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from seq2exp.cli.checks import check_values
 from seq2exp.engine.settings import STRATEGIES, VERIFY_MODES, TrainSettings, check_choice
 
 
@@ -37,6 +38,8 @@ class RunConfig(TrainSettings):
     init_from: str | None = None
     run_dir: str | None = None
     resume: bool = False
+    #: replace an earlier run in run_dir (its files only); without it such a folder is refused
+    overwrite: bool = False
     #: one of seq2exp.engine.settings.STRATEGIES
     strategy: str = "auto"
     tpu: str | None = None
@@ -131,6 +134,7 @@ def resolve(args: argparse.Namespace, model: str | None = None) -> RunConfig:
             values[f.name] = v
     if model is not None:
         values["model"] = model
+    values = check_values(values, dataclasses.fields(RunConfig), args, getattr(args, "config", None))
     cfg = RunConfig(**values)
     if cfg.run_dir is None:
         import time

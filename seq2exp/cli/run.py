@@ -46,26 +46,38 @@ def _pooled_stats(cfg: RunConfig, train_sets) -> dict:
 
 
 def train_stage(cfg: RunConfig, spec: ModelSpec, strategy, run_dir: str, train_sets, val_sets, epochs: int,
-                init_from: str | None = None, resume: bool = False):
-    """One training stage (pre-training or fine-tuning) into its own run folder."""
+                init_from: str | None = None, resume: bool = False, pins=None):
+    """One training stage (pre-training or fine-tuning) into its own run folder.
+
+    `resume` continues the stage's newest checkpoint; with none yet (an empty folder) it is a fresh start,
+    data-aware init included. `pins` (DataPins) is checked as every epoch starts and before it is committed.
+    """
     from data_prep.dataset import make_dataset
+    from seq2exp.cli.checks import check_batch_fits
+    from seq2exp.engine.data import dataset_source
     from seq2exp.engine.preflight import check_before_training
     from seq2exp.engine.trainer import Trainer
 
     model_config = {**(spec.presets[cfg.preset]() if cfg.preset else {}), **cfg.model_config}
     n_train = sum(m.records(cfg.train_split) for m in train_sets)
+    check_batch_fits(cfg.batch_size, strategy.num_replicas_in_sync, cfg.steps_per_epoch, n_train,
+                     ", ".join(dataset_source(m) for m in train_sets))
     settings = cfg.train_settings(epochs=epochs)
     if len(train_sets) > 1 and settings.steps_per_epoch is None:  # media sampled evenly: one pass's worth
         settings.steps_per_epoch = max(n_train // (cfg.batch_size * strategy.num_replicas_in_sync), 1)
+    resume = resume and has_checkpoint(run_dir)
     trainer = Trainer(spec, model_config, run_dir, strategy, settings, train_examples=n_train)
     check_before_training(trainer, spec, list({id(m): m for m in [*train_sets, *val_sets]}.values()),
                           [cfg.train_split, cfg.val_split], cfg.verify_data, say=trainer._say)
+    check = pins.check if pins is not None else (lambda when: None)
 
     def train_fn(ctx, seed):
+        check(f"as epoch {seed - cfg.seed + 1} starts")
         return make_dataset(train_sets, cfg.train_split, trainer.global_batch, ctx, training=True, seed=seed,
                             drop_remainder=True, shuffle_buffer=cfg.shuffle_buffer)
 
     def val_fn(ctx):
+        check("before the epoch is saved")
         return make_dataset(val_sets, cfg.val_split, trainer.global_batch, ctx, training=False)
 
     if spec.initialize and not resume and not init_from:
@@ -76,21 +88,27 @@ def train_stage(cfg: RunConfig, spec: ModelSpec, strategy, run_dir: str, train_s
     return trainer, metrics
 
 
+def has_checkpoint(run_dir: str) -> bool:
+    """Whether a stage folder has a committed checkpoint to resume from."""
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")) is not None
+
+
 def test_report(cfg: RunConfig, spec: ModelSpec, trainer, train_sets, tests) -> dict:
     """Test metrics of the trained model and of the 6-mer ridge baseline on the same sequences."""
     import numpy as np
 
     from data_prep.dataset import make_dataset
     from seq2exp.analysis.baseline import KmerRidge
-    from seq2exp.engine.data import eval_split, read_arrays
+    from seq2exp.engine.data import dataset_labels, eval_split, read_arrays
     from seq2exp.engine.metrics import regression_metrics
 
     tr = [read_arrays(m, cfg.train_split, limit=500_000) for m in train_sets]
     ridge = KmerRidge().fit(np.concatenate([t["seq"] for t in tr]), np.concatenate([t["label"] for t in tr]))
     report = {}
-    for m in tests:
+    for m, name in zip(tests, dataset_labels(tests)):
         split = eval_split(m)
-        name = os.path.basename(m.folder)
         model_metrics = trainer.evaluate(
             lambda ctx, m=m, split=split: make_dataset(m, split, trainer.global_batch, ctx, training=False))
         arr = read_arrays(m, split)
@@ -104,8 +122,12 @@ def test_report(cfg: RunConfig, spec: ModelSpec, trainer, train_sets, tests) -> 
 
 
 def run_training(cfg: RunConfig, spec: ModelSpec, demo: bool) -> int:
-    """The whole train command after its flags are resolved; 1 with a one-line error on a known failure."""
+    """The whole train command after its flags are resolved; 1 with a one-line error on a known failure
+    (2 when the command itself cannot work: a flag, the run folder, the data)."""
+    from data_prep.errors import BuildError
     from data_prep.manifest import ManifestError
+    from seq2exp.cli.checks import UsageError, check_label_range, check_labeled
+    from seq2exp.cli.run_folder import DataChangedError, DataPins, RunFolder
     from seq2exp.engine.checkpointing import CheckpointWriteError, write_text
     from seq2exp.engine.data import prepare
     from seq2exp.engine.preflight import PreflightError, check_data, check_output_dir
@@ -125,7 +147,9 @@ def run_training(cfg: RunConfig, spec: ModelSpec, demo: bool) -> int:
                 prepare(cfg.test, spec.layout, data_dir, split="none", group=False),
                 prepare(cfg.pretrain_data, spec.layout, data_dir, group=False) if cfg.pretrain_data else [])
 
+    folder = RunFolder(cfg.run_dir)
     try:
+        resuming = folder.claim(cfg, cfg.overwrite) if info["chief"] else cfg.resume  # lock, then one run per folder
         check_output_dir(cfg.run_dir)
         if info["chief"]:
             train_sets, tests, media = inputs()
@@ -133,25 +157,36 @@ def run_training(cfg: RunConfig, spec: ModelSpec, demo: bool) -> int:
             barrier(strategy)
         if not info["chief"]:
             train_sets, tests, media = inputs()
+        check_labeled(train_sets + media, "trained on", "build it from a file with an expression column")
+        check_labeled(tests, "a --test set", "score unlabeled sequences with predict instead")
+        check_label_range(train_sets + media, cfg.train_split)
+        pins = DataPins(train_sets + media)
+        pins.record_or_compare(cfg.run_dir, resuming, info["chief"])
         check_data(tests, spec.layout, None, cfg.verify_data)  # before hours of training, not after
         init_from = cfg.init_from
         t0 = time.time()
         if cfg.pretrain_data:
             pre_dir = os.path.join(cfg.run_dir, "pretrain")
             train_stage(cfg, spec, strategy, pre_dir, media, media, cfg.pretrain_epochs or cfg.epochs,
-                        resume=cfg.resume)
+                        resume=cfg.resume, pins=pins)
             init_from = os.path.join(pre_dir, "model.keras")
             print(f"pre-training done; fine-tuning all weights from {init_from}")
         final_dir = os.path.join(cfg.run_dir, "finetune") if cfg.pretrain_data else cfg.run_dir
         trainer, metrics = train_stage(cfg, spec, strategy, final_dir, train_sets, train_sets, cfg.epochs,
-                                       init_from=init_from, resume=cfg.resume)
+                                       init_from=init_from, resume=cfg.resume, pins=pins)
         if tests:
             metrics["test"] = test_report(cfg, spec, trainer, train_sets, tests)
             if info["chief"]:
                 write_text(os.path.join(final_dir, "metrics.json"), json.dumps(metrics, indent=2, default=float))
-    except (PreflightError, ManifestError, NonFiniteLossError, CheckpointWriteError, WorkerLostError) as err:
+    except (UsageError, BuildError) as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    except (PreflightError, ManifestError, NonFiniteLossError, CheckpointWriteError, WorkerLostError,
+            DataChangedError) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 1
+    finally:
+        folder.release()
     print("\nvalidation: " + ", ".join(f"{k} {metrics.get('val', {}).get(k, float('nan')):.3f}"
                                       for k in ("pearson", "spearman", "r2")))
     print(f"run folder: {final_dir} ({time.time() - t0:.0f} s)")

@@ -2,18 +2,22 @@
 
 A training command accepts either dataset folders (`data_prep.build` output) or raw TSV/CSV/FASTA
 files; raw files are built into the run folder with the model's layout, so a run is reproducible
-from its folder alone.
+from its folder alone. A built dataset is keyed by the CONTENT of its raw files (SHA-256), not their
+names: `repA/test.tsv` and `repB/test.tsv` are two datasets, and an edited file is built again.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 
 import numpy as np
 import tensorflow as tf
 
-from data_prep.build import build, parser as build_parser
-from data_prep.manifest import MANIFEST, Manifest, load_manifest
+from data_prep.build import BuildError, build, parser as build_parser
+from data_prep.input_plan import summary_lines
+from data_prep.manifest import MANIFEST, Manifest, load_manifest, sha256_file
 
 
 def is_dataset(path: str) -> bool:
@@ -23,6 +27,40 @@ def is_dataset(path: str) -> bool:
 def _name(paths: list[str]) -> str:
     stem = "+".join(re.sub(r"(\.gz)?$", "", os.path.basename(p)).rsplit(".", 1)[0] for p in paths)
     return stem[:80] or "data"
+
+
+def content_key(files: list[str], layout: str, split: str, extra: list[str] | None) -> str:
+    """12 hex digits of SHA-256 over the files' contents and the build options: the built folder's key."""
+    h = hashlib.sha256()
+    for path in files:
+        h.update(sha256_file(path).encode())
+    h.update(json.dumps([layout, split, list(extra or [])]).encode())
+    return h.hexdigest()[:12]
+
+
+_BUILT = re.compile(r"^(?P<stem>.+)-[0-9a-f]{12}\.(?P<layout>[A-Za-z0-9_]+)$")
+
+
+def dataset_source(m: Manifest) -> str:
+    """What the user gave for a dataset: the raw file(s) a folder was built from here, else the folder."""
+    if _BUILT.match(os.path.basename(os.path.normpath(m.folder))):
+        return ", ".join(i.get("path", "?") for i in m.data.get("inputs", [])) or m.folder
+    return m.folder
+
+
+def dataset_labels(manifests: list[Manifest]) -> list[str]:
+    """Short names for reports: `test.crmnet` for a file built here (the folder name without its content key),
+    the folder name for a dataset folder; names that would repeat get their input's parent folder in front."""
+    bases, parents = [], []
+    for m in manifests:
+        folder = os.path.basename(os.path.normpath(m.folder))
+        hit = _BUILT.match(folder)
+        bases.append(f"{hit['stem']}.{hit['layout']}" if hit else folder)
+        inputs = [i.get("path", "") for i in m.data.get("inputs", [])]
+        source = inputs[0] if hit and inputs else os.path.normpath(m.folder)
+        parents.append(os.path.basename(os.path.dirname(source)))
+    repeated = {b for b in bases if bases.count(b) > 1}
+    return [f"{p}/{b}" if b in repeated and p else b for b, p in zip(bases, parents)]
 
 
 def prepare(items: list[str], layout: str, work: str, split: str = "hash", group: bool = True,
@@ -37,13 +75,17 @@ def prepare(items: list[str], layout: str, work: str, split: str = "hash", group
     out = [load_manifest(f, layout=layout) for f in folders]
     batches = [raw] if group and raw else [[p] for p in raw]
     for files in batches:
-        target = os.path.join(work, f"{_name(files)}.{layout}")
+        missing = [f for f in files if not os.path.isfile(f)]
+        if missing:
+            raise BuildError(f"{missing[0]}: not found (neither a file nor a dataset folder)")
+        target = os.path.join(work, f"{_name(files)}-{content_key(files, layout, split, extra)}.{layout}")
         if not is_dataset(target):
             args = build_parser().parse_args([*files, "--out", target, "--layout", layout, "--split", split,
                                               "--quiet", *(extra or [])])
             m = build(args.inputs, args.out, args)
             c = m["counts"]
             print(f"built {target}: {c['written']:,} records ({c['rejected']:,} rejected, see rejected.tsv)")
+            print("\n".join(summary_lines(m)))
         out.append(load_manifest(target, layout=layout))
     return out
 

@@ -238,7 +238,7 @@ class Trainer:
                   "lr {lr:.3g} {seconds:.1f}s {seq_per_s:,.0f} seq/s".format(**row))
         with writer.as_default():
             for key, value in row.items():
-                if key not in ("epoch",) and math.isfinite(value):
+                if key not in ("epoch",) and math.isfinite(value) and abs(value) < 3.4e38:  # TensorBoard is float32
                     tf.summary.scalar(key, value, step=row["epoch"])
         writer.flush()
 

@@ -21,10 +21,13 @@ def test_train_evaluate_predict_from_raw_files(tmp_path, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["test.crmnet"]["model"]["n"] == 200
     assert "seed: 3" in (run / "config.yaml").read_text()  # the effective config is saved with the run
-    for name in ("model.keras", "history.csv", "data/train.crmnet/manifest.json"):
+    for name in ("model.keras", "history.csv"):
         assert (run / name).exists(), name
+    # raw files are built into the run, each under its name and a key of its content (issue 17)
+    built = {p.name.split("-")[0]: p for p in (run / "data").glob("*.crmnet")}
+    assert set(built) == {"train", "test"} and (built["train"] / "manifest.json").exists()
 
-    assert evaluate_main([str(run), str(run / "data" / "test.crmnet"), "--out", str(tmp_path / "m.json")],
+    assert evaluate_main([str(run), str(built["test"]), "--out", str(tmp_path / "m.json")],
                          model="crmnet") == 0
     ev = json.loads((tmp_path / "m.json").read_text())["test.crmnet"]
     assert abs(ev["pearson"] - metrics["test"]["test.crmnet"]["model"]["pearson"]) < 1e-4
@@ -50,5 +53,5 @@ def test_pretrain_on_two_media_then_finetune_in_one_command(tmp_path, capsys):
     fine = json.loads((run / "finetune" / "metrics.json").read_text())
     assert pre["val"]["n"] > 0 and fine["val"]["n"] > 0
     # both media were used and each was validated on its own held-out fold
-    assert {p.name for p in (run / "data").iterdir()} >= {"ypd.crmnet", "sd.crmnet", "target.crmnet"}
+    assert {p.name.split("-")[0] for p in (run / "data").iterdir()} >= {"ypd", "sd", "target"}
     assert "fine-tuning all weights from" in capsys.readouterr().out

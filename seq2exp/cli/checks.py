@@ -1,0 +1,170 @@
+"""Command-line values checked before any work: one line naming the flag (or config-file key) and the valid choices.
+
+A careless value must never surface as a traceback from deep inside TensorFlow (`--batch-size 0`:
+"OutOfRangeError: End of sequence"; `--preset tiyn`: "KeyError"; `--model-config '{"seq_len":"112"}'`:
+"TypeError: not all arguments converted") nor be silently misread (YAML `data: ds/crm` iterated
+letter by letter). The TrainSettings/RunConfig field types are the contract checked here.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import zipfile
+
+#: numeric settings and their smallest valid value (None is allowed where the field is Optional)
+MINIMUM = {"epochs": 1, "batch_size": 1, "steps_per_epoch": 1, "steps_per_execution": 1, "patience": 0,
+           "keep_checkpoints": 1, "pretrain_epochs": 1, "shuffle_buffer": 0, "demo_size": 10,
+           "log_every_seconds": 0, "stall_timeout_s": 1}
+LIST_FIELDS = ("data", "test", "pretrain_data")
+
+
+class UsageError(ValueError):
+    """A value the user gave cannot work; the message names the flag or file key and what would."""
+
+
+def _where(key: str, args, config_path: str | None) -> str:
+    flag = "--" + key.replace("_", "-")
+    if args is None or getattr(args, key, None) is not None or not config_path:
+        return flag
+    return f"{config_path}: {key}"
+
+
+def _kind(annotation) -> tuple[set, bool]:
+    """The Python types a dataclass field accepts, and whether None is allowed."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    optional = "None" in text
+    base = text.replace("| None", "").replace("None |", "").strip()
+    kinds = {"int": {int}, "float": {int, float}, "bool": {bool}, "str": {str}, "list": {list, tuple},
+             "dict": {dict}}.get(base, {object})
+    return kinds, optional
+
+
+def _type_name(kinds: set) -> str:
+    names = {int: "a whole number", float: "a number", bool: "true/false", str: "a string", list: "a list",
+             dict: "a mapping"}
+    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds if k is not tuple))
+
+
+def check_values(values: dict, fields, args=None, config_path: str | None = None) -> dict:
+    """Types and ranges of run-config values (from flags or a config file); returns them, lists normalised.
+
+    A list field given as one string (YAML `data: ds/crm`) becomes a list, split at commas like the flag.
+    """
+    out = dict(values)
+    hints = {f.name: f.type for f in fields}  # annotations as text ("int | None"): the module defers them
+    problems = []
+    for key, value in values.items():
+        where = _where(key, args, config_path)
+        if key in LIST_FIELDS and isinstance(value, str):
+            out[key] = value = [x.strip() for x in value.split(",") if x.strip()]
+        kinds, optional = _kind(hints.get(key, object))
+        if value is None:
+            if not optional and object not in kinds:
+                problems.append(f"{where}: needs {_type_name(kinds)}, got nothing (null)")
+            continue
+        ok = object in kinds or (isinstance(value, tuple(kinds)) and not (isinstance(value, bool) and bool not in kinds))
+        if not ok:
+            problems.append(f"{where}: needs {_type_name(kinds)}, got {value!r} ({type(value).__name__})")
+            continue
+        if key in LIST_FIELDS and any(not isinstance(v, str) or not v for v in value):
+            problems.append(f"{where}: needs a list of paths, got {value!r}")
+        if key in MINIMUM and isinstance(value, (int, float)) and not isinstance(value, bool) and value < MINIMUM[key]:
+            problems.append(f"{where} {value}: must be at least {MINIMUM[key]}")
+    if problems:
+        raise UsageError("; ".join(problems))
+    return out
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_model_options(spec, preset: str | None, model_config: dict) -> None:
+    """--preset is one of the model's presets; --model-config names its arguments with values of their type."""
+    if preset is not None and preset not in spec.presets:
+        raise UsageError(f"--preset {preset!r} is not a preset of {spec.name}{_suggest(preset, spec.presets)}; "
+                         f"choose from {', '.join(sorted(spec.presets))}, or leave it out for the published size")
+    if not isinstance(model_config, dict):
+        raise UsageError(f"--model-config needs a JSON object like '{{\"seq_len\": 112}}', got {model_config!r}")
+    defaults = spec.default_config()
+    problems = []
+    for key, value in model_config.items():
+        if key not in defaults:
+            problems.append(f"unknown key {key!r} for {spec.name}{_suggest(key, defaults)} "
+                            f"(keys: {', '.join(sorted(defaults))})")
+            continue
+        want = defaults[key]
+        if want is None or value is None:
+            continue
+        if isinstance(want, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(want, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(want, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(want, (list, tuple)):
+            ok = isinstance(value, (list, tuple)) and all(
+                isinstance(v, type(want[0])) or (isinstance(want[0], float) and isinstance(v, int))
+                for v in value) if want else isinstance(value, (list, tuple))
+        else:
+            ok = isinstance(value, type(want))
+        if not ok:
+            problems.append(f"{key} needs {type(want).__name__} like {want!r}, got {value!r} ({type(value).__name__})")
+    if problems:
+        raise UsageError(f"--model-config: {'; '.join(problems)}")
+
+
+def check_batch_fits(batch_size: int, replicas: int, steps_per_epoch: int | None, n_train: int, where: str) -> None:
+    """A global batch larger than the training split leaves no full batch to train on."""
+    global_batch = batch_size * replicas
+    if steps_per_epoch is None and n_train < global_batch:
+        per = f" ({batch_size} per replica x {replicas} replicas)" if replicas > 1 else ""
+        raise UsageError(f"--batch-size {batch_size}{per} is larger than the {n_train:,} training records in {where}; "
+                         f"use --batch-size {max(n_train // replicas, 1)} or smaller")
+
+
+def check_labeled(manifests, what: str, fix: str) -> None:
+    """Scoring needs measured expression: an unlabeled dataset (FASTA, --expr-col none) is named, not a KeyError."""
+    from seq2exp.engine.data import dataset_source
+
+    for m in manifests:
+        if not m.schema.labeled:
+            raise UsageError(f"{dataset_source(m)}: has no measured expression (built from FASTA or with --expr-col none), "
+                             f"so it cannot be {what}; {fix}")
+
+
+def check_keras_file(path: str) -> str:
+    """The .keras file a run folder or path names: exists, and is a whole Keras archive (a zip with a config)."""
+    file = os.path.join(path, "model.keras") if os.path.isdir(path) else path
+    if not os.path.exists(file):
+        if os.path.isdir(path):
+            raise UsageError(f"{path}: no model.keras in this run folder (the training has not finished; "
+                             "pass a finished run folder or a .keras file)")
+        raise UsageError(f"{path}: not found (pass a run folder or a .keras file)")
+    try:
+        with zipfile.ZipFile(file) as z:
+            names = set(z.namelist())
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise UsageError(f"{file}: not a valid .keras file (truncated or not a Keras model archive: {err})") from None
+    if bad is not None or "config.json" not in names:
+        raise UsageError(f"{file}: not a valid .keras file ({'damaged member ' + bad if bad else 'no config.json'})")
+    return file
+
+
+#: |label| above this squares past float32's range: the float32 loss and metrics would be inf
+LABEL_LIMIT = 1.8e19
+
+
+def check_label_range(manifests, split: str) -> None:
+    """Labels a float32 loss cannot square (1e30 passes the build's float32 check, then kills the training)."""
+    for m in manifests:
+        stats = m.label_stats(split) if split in m.splits else {}
+        worst = max(abs(stats.get("min", 0.0)), abs(stats.get("max", 0.0)))
+        if worst > LABEL_LIMIT:
+            from seq2exp.engine.data import dataset_source
+
+            raise UsageError(f"{dataset_source(m)}: labels in the {split} split reach {worst:.3g}, beyond ±{LABEL_LIMIT:.2g} "
+                             "where their squares overflow float32 (the loss and metrics would be inf); rescale "
+                             "them (e.g. log) or remove the outliers and rebuild")

@@ -1,0 +1,203 @@
+"""A run folder belongs to one run: claimed with an advisory lock, never silently reused, resumed only as itself.
+
+- An advisory `fcntl` lock (`.seq2exp.lock`, held while the command runs) refuses a second live writer.
+- A folder holding an earlier run (one that trained: history, checkpoints or model.keras) is refused without
+  `--resume` (continue it) or `--overwrite` (replace it: the earlier run's files are removed, anything else in
+  the folder is kept). A folder where a command stopped before training (config.yaml, data/) is reused.
+- `--resume` compares the saved config.yaml with this command's before anything is written and names every
+  difference that would make the resumed run another run (model, preset, model_config, batch size, ...);
+  `--resume` on an empty folder is a fresh start (with the model's data-aware init).
+- The datasets a run trains on are pinned by the SHA-256 of their manifest.json (which lists every shard's
+  SHA-256): recorded when the run starts, compared on resume and before and after every epoch, so a
+  dataset folder rebuilt under a running training stops it instead of switching its data.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+
+from seq2exp.cli.checks import UsageError
+
+LOCK = ".seq2exp.lock"
+PINS = "datasets.json"
+#: what a training writes into its run folder (also inside pretrain/ and finetune/)
+RUN_ENTRIES = ("config.yaml", "config.yaml.tmp", "history.json", "history.csv", "metrics.json", "model.keras",
+               "model.partial.keras", "checkpoints", "best", "best.partial", "best.old", "tensorboard", "data",
+               "pretrain", "finetune", "demo", PINS)
+#: what shows that a training ran (a folder with only config.yaml and data/ never trained: it is reused)
+_MARKS = tuple(os.path.join(stage, m) for stage in ("", "pretrain", "finetune")
+               for m in ("history.json", "model.keras", os.path.join("checkpoints", "checkpoint")))
+#: settings that make a resumed run a different run if they change (epochs, patience, tests may change)
+RESUME_KEYS = ("model", "preset", "model_config", "batch_size", "steps_per_epoch", "precision", "optimizer",
+               "schedule", "seed", "shuffle_buffer", "train_split", "val_split", "sync_batch_norm",
+               "pretrain_epochs")
+
+
+class RunFolderError(UsageError):
+    """The run folder cannot be used as asked; says why and which flag would do what the user meant."""
+
+
+class DataChangedError(RuntimeError):
+    """A dataset a training pinned changed under it."""
+
+
+def _local(path: str) -> bool:
+    return "://" not in path
+
+
+def _canon(value) -> str:
+    return json.dumps(value, sort_keys=True, default=list)
+
+
+def earlier_run(run_dir: str) -> str | None:
+    """A short description of the run already in `run_dir`, or None."""
+    if not _local(run_dir) or not os.path.isdir(run_dir):
+        return None
+    if not any(os.path.exists(os.path.join(run_dir, m)) for m in _MARKS):
+        return None
+    bits = []
+    cfg = os.path.join(run_dir, "config.yaml")
+    if os.path.isfile(cfg):
+        import yaml
+        try:
+            with open(cfg) as fh:
+                saved = yaml.safe_load(fh) or {}
+            bits.append(f"model {saved.get('model')}")
+        except (OSError, yaml.YAMLError):
+            bits.append("an unreadable config.yaml")
+    for stage in ("", "pretrain", "finetune"):
+        hist = os.path.join(run_dir, stage, "history.json")
+        if os.path.isfile(hist):
+            try:
+                with open(hist) as fh:
+                    bits.append(f"{len(json.load(fh))} epoch(s) done{' in ' + stage if stage else ''}")
+            except (OSError, ValueError):
+                pass
+    return ", ".join(bits) or "files of an earlier training"
+
+
+class RunFolder:
+    """The claim a training command holds on its run folder for as long as it runs."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir = run_dir
+        self._fh = None
+
+    def lock(self) -> None:
+        """Advisory lock: a second training into the same folder is refused while the first one runs."""
+        if not _local(self.run_dir):
+            return  # object stores have no locks; one writer per folder is then the user's job
+        import fcntl
+
+        os.makedirs(self.run_dir, exist_ok=True)
+        fh = open(os.path.join(self.run_dir, LOCK), "a+")  # noqa: SIM115 - held open: closing drops the lock
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunFolderError(f"{self.run_dir}: {holder} is training into this folder right now; wait for it "
+                                 "to finish or choose another --run-dir") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing drops the flock
+            self._fh = None
+
+    def claim(self, cfg, overwrite: bool) -> bool:
+        """Lock, then decide: fresh start, resume (same config) or overwrite. True when an earlier run is resumed."""
+        self.lock()
+        earlier = earlier_run(self.run_dir)
+        if earlier is None:
+            if cfg.resume:
+                print(f"resume: nothing to resume in {self.run_dir}; starting a fresh run")
+            return False
+        if cfg.resume:
+            self.check_resume(cfg)
+            return True
+        if not overwrite:
+            raise RunFolderError(f"{self.run_dir}: holds an earlier run ({earlier}); pass --resume to continue it, "
+                                 "--overwrite to replace it, or choose another --run-dir")
+        removed = [e for e in RUN_ENTRIES if os.path.lexists(os.path.join(self.run_dir, e))]
+        for entry in removed:
+            path = os.path.join(self.run_dir, entry)
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+        print(f"overwrite: removed the earlier run in {self.run_dir} ({earlier}): {', '.join(removed)}")
+        return False
+
+    def check_resume(self, cfg) -> None:
+        """Refuse, before anything is written, a resume that would continue the run as another run."""
+        from seq2exp.cli.config import load_file
+
+        path = os.path.join(self.run_dir, "config.yaml")
+        if not os.path.isfile(path):
+            raise RunFolderError(f"{self.run_dir}: --resume, but the folder has no config.yaml to resume from "
+                                 "(not a run folder of this package?); use another --run-dir")
+        try:
+            saved = load_file(path)
+        except ValueError as err:
+            raise RunFolderError(f"--resume: {err}") from None
+        new = cfg.to_dict()
+        diffs = [f"{k} {_show(saved.get(k))} -> {_show(new.get(k))}" for k in RESUME_KEYS
+                 if k in saved and _canon(saved.get(k)) != _canon(new.get(k))]
+        if diffs:
+            raise RunFolderError(f"--resume: this command differs from the run in {self.run_dir} (config.yaml): "
+                                 f"{'; '.join(diffs)}; resume with the run's settings, or start another run "
+                                 "(--overwrite, or another --run-dir)")
+
+
+def _show(value) -> str:
+    return json.dumps(value, default=list) if isinstance(value, (dict, list, tuple)) else repr(value)
+
+
+def manifest_sha256(m) -> str:
+    with open(m.path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+class DataPins:
+    """The datasets a training started with, by manifest SHA-256; checked on resume and at every epoch."""
+
+    def __init__(self, manifests):
+        self.manifests = list({m.path: m for m in manifests}.values())
+        self.pins = {m.path: manifest_sha256(m) for m in self.manifests}
+
+    def check(self, when: str = "") -> None:
+        for m in self.manifests:
+            try:
+                now = manifest_sha256(m)
+            except OSError:
+                now = None
+            if now != self.pins[m.path]:
+                raise DataChangedError(
+                    f"{m.path}: {'removed' if now is None else 'rebuilt or replaced'} while this training reads it"
+                    f"{' (' + when + ')' if when else ''}; stopped so the run does not switch data mid-way (its "
+                    "checkpoints hold only epochs on the original data). Build new data into another folder; "
+                    "restore the original to --resume")
+
+    def record_or_compare(self, run_dir: str, resuming: bool, chief: bool) -> None:
+        path = os.path.join(run_dir, PINS)
+        mine = sorted(self.pins.values())
+        if resuming and os.path.isfile(path):
+            with open(path) as fh:
+                saved = json.load(fh)
+            if sorted(saved.get("manifest_sha256", [])) != mine:
+                raise RunFolderError(f"--resume: the training data differ from those the run in {run_dir} started "
+                                     f"with ({PINS}: {', '.join(saved.get('folders', []))}); resume with the same "
+                                     "data, or start another run (--overwrite, or another --run-dir)")
+            return
+        if chief:
+            tmp = path + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump({"folders": sorted(m.folder for m in self.manifests), "manifest_sha256": mine}, fh, indent=1)
+            os.replace(tmp, path)

@@ -228,7 +228,7 @@ def build_reference_model(config=None, batch_size=None, skip_first=False):
 def compile_published(model, learning_rate=1e-3):
     """Adam + Huber(delta 1), as the paper trains."""
     k = keras2()
-    model.compile(optimizer=k.optimizers.Adam(learning_rate), loss=k.losses.Huber(delta=1.0), metrics=["mae"])
+    model.compile(optimizer=k.optimizers.Adam(learning_rate), loss=k.losses.Huber(delta=1.0))
     return model
 
 
@@ -251,21 +251,38 @@ def random_sequences(count, seq_len, rng):
     return seqs
 
 
-def randomize(model, rng):
-    """Random weights everywhere, BatchNorm moving statistics and LayerNorm affine included."""
+def randomize(model, rng, calibration):
+    """Random weights everywhere; BatchNorm statistics random around the real ones.
+
+    Kernels get new values at their initializer's scale, biases / gamma / beta random values. Each
+    BatchNorm's moving mean and variance are first set to the statistics of its input on
+    ``calibration`` (one training-mode pass with momentum 0), then perturbed at random (mean +-0.2
+    SD, variance x0.6..1.6). Statistics unrelated to the activations would let a constant offset
+    swamp the input-dependent part of every activation, so the model would predict nearly a
+    constant and the prediction check would test float noise.
+    """
+    norms = [layer for layer in model.layers if hasattr(layer, "moving_variance")]
     for weight in model.weights:
         name, shape = weight.name, tuple(weight.shape)
-        if "moving_variance" in name:
-            value = rng.uniform(0.5, 2.0, shape)
-        elif "moving_mean" in name:
-            value = rng.normal(0.0, 0.3, shape)
-        elif "gamma" in name:
+        if "moving_" in name:
+            continue
+        if "gamma" in name:
             value = rng.uniform(0.6, 1.4, shape)
         elif "beta" in name or "bias" in name:
             value = rng.normal(0.0, 0.1, shape)
         else:  # kernels: keep the He / Glorot scale of the initializer, new random values
             value = rng.normal(0.0, 1.0, shape) * float(np.std(weight.numpy()) or 0.05)
         weight.assign(value.astype(weight.dtype.as_numpy_dtype))
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(calibration, training=True)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+        spread = np.sqrt(layer.moving_variance.numpy())
+        shape = spread.shape
+        layer.moving_mean.assign((layer.moving_mean.numpy() + 0.2 * spread * rng.normal(size=shape)).astype("float32"))
+        layer.moving_variance.assign((spread ** 2 * rng.uniform(0.6, 1.6, shape)).astype("float32"))
 
 
 def write_reference(out_dir, config=None, seed=0, num_sequences=64, train_batch=4, target_sd=1.0,
@@ -282,21 +299,21 @@ def write_reference(out_dir, config=None, seed=0, num_sequences=64, train_batch=
     k.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_reference_model(c, skip_first=skip_first)
-    randomize(model, rng)
-    head = model.layers[-1]
     seqs = random_sequences(num_sequences, c["seq_len"], rng)
     x = one_hot(seqs, c["seq_len"])
-    before = model.predict(x, verbose=0)
-    spread = float(np.std(before))
-    if spread == 0.0:
-        raise RuntimeError("the randomised reference predicts a constant; try another seed")
-    kernel, bias = head.get_weights()
-    scale = target_sd / spread
-    head.set_weights([kernel * scale, bias * scale - float(np.mean(before)) * scale])
-
-    compile_published(model)
+    randomize(model, rng, calibration=one_hot(random_sequences(64, c["seq_len"], rng), c["seq_len"]))
+    compile_published(model)  # one step, so the checkpoint holds Adam slots as a trained model's does
     train_x = one_hot(random_sequences(train_batch, c["seq_len"], rng), c["seq_len"])
     model.train_on_batch(train_x, rng.normal(size=(train_batch, 1)).astype("float32"))
+
+    head = model.layers[-1]
+    before = model.predict(x, verbose=0)
+    spread = float(np.std(before))
+    if not np.isfinite(before).all() or spread == 0.0:
+        raise RuntimeError("the randomised reference predicts a constant or non-finite values; try another seed")
+    kernel, bias = head.get_weights()
+    scale = target_sd / spread
+    head.set_weights([kernel * scale, (bias - float(np.mean(before))) * scale])
 
     saved = os.path.join(out_dir, "saved_model")
     model.save(saved)

@@ -125,8 +125,8 @@ def _classes(k):
 
         def __init__(self, embed_dim, num_heads, key_dim, ff_dim, rate=0.1, epsilon=1e-6, **kwargs):
             super().__init__(**kwargs)
-            self.args = dict(embed_dim=embed_dim, num_heads=num_heads, key_dim=key_dim, ff_dim=ff_dim,
-                             rate=rate, epsilon=epsilon)
+            self.args = {"embed_dim": embed_dim, "num_heads": num_heads, "key_dim": key_dim, "ff_dim": ff_dim,
+                         "rate": rate, "epsilon": epsilon}
             self.att = k.layers.MultiHeadAttention(num_heads=num_heads, key_dim=key_dim)
             self.ffn = k.Sequential([k.layers.Dense(ff_dim, activation="relu"), k.layers.Dense(embed_dim)])
             self.layernorm1 = k.layers.LayerNormalization(epsilon=epsilon)

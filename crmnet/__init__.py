@@ -1,7 +1,7 @@
 """CRMnet (Ding et al.) in Keras 3: architecture, configuration and layers."""
 from crmnet.model import CRMnetConfig, build_crmnet
 
-__all__ = ["load_model", "CRMnetConfig", "build_crmnet"]
+__all__ = ["CRMnetConfig", "build_crmnet", "load_model"]
 
 
 def load_model(path, compile=False):

@@ -29,7 +29,7 @@ import json
 import os
 import re
 import sys
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -49,7 +49,7 @@ _MAX_LISTED = 40
 _SE_ROLES = {"excitation_a": "reduce", "excitation_b": "expand"}
 _ATTENTION_ROLES = {"_query_dense": "query", "_key_dense": "key", "_value_dense": "value", "_output_dense": "output"}
 _NORM_RE = re.compile(r"^(?:layer_?norm|norm|ln)_?([12])$")
-_WEIGHTED_RE = re.compile(r"^layer_with_weights-(\d+)$")
+_WEIGHTED_RE = re.compile(r"^(?:layer_with_weights-)?(\d+)$")  # a Sequential's, or a list's, n-th weighted layer
 
 
 class MappingEntry(NamedTuple):
@@ -68,12 +68,14 @@ class MappingReport(list):
     Attributes:
         ignored_keys: optimizer slots, metrics and bookkeeping keys that were skipped.
         notes: assumptions and reorderings worth a look.
+        transforms: ``{checkpoint key: fn(value) -> value}`` for the entries with a ``transform``.
     """
 
-    def __init__(self, entries=(), ignored_keys=(), notes=()):
+    def __init__(self, entries=(), ignored_keys=(), notes=(), transforms=None):
         super().__init__(entries)
         self.ignored_keys = list(ignored_keys)
         self.notes = list(notes)
+        self.transforms = dict(transforms or {})
 
     @property
     def num_values(self) -> int:
@@ -158,7 +160,7 @@ def model_units(model):
 # --------------------------------------------------------------------------- checkpoint side
 
 
-def keras2_role(paths) -> Optional[tuple]:
+def keras2_role(paths) -> tuple | None:
     """``(role, attr)`` of a variable from its attribute paths inside its layer, or ``None``.
 
     Role ``""`` is a stock layer's own variable; the others name a sub-layer of the published
@@ -388,7 +390,8 @@ def plan_mapping(checkpoint: Keras2Checkpoint, model) -> MappingReport:
         )
     order = {w.path: n for n, w in enumerate(model.weights)}
     entries = sorted(out.entries, key=lambda e: order[e.weight_path])
-    return MappingReport(entries, ignored_keys=checkpoint.ignored_keys, notes=checkpoint.notes + notes)
+    return MappingReport(entries, ignored_keys=checkpoint.ignored_keys, notes=checkpoint.notes + notes,
+                         transforms={key: fn for key, (_, fn) in transforms.items()})
 
 
 # --------------------------------------------------------------------------- conversion
@@ -436,13 +439,12 @@ def convert_checkpoint(saved_model_dir_or_checkpoint_prefix, config=None) -> ker
     not_float = [e.checkpoint_key for e in report if not dtypes[e.checkpoint_key].is_floating]
     if not_float:
         raise CheckpointMappingError(f"non-float checkpoint variables: {not_float}", unmapped_keys=not_float)
-    transforms, _ = concat_transforms(checkpoint)
-    identity: tuple[str, Callable] = ("", lambda value: value)
     variables = {w.path: w for w in model.weights}
     for entry in report:
-        variable = variables[entry.weight_path]
-        value = transforms.get(entry.checkpoint_key, identity)[1](np.asarray(reader.get_tensor(entry.checkpoint_key)))
-        variable.assign(value.astype(variable.dtype))
+        value = np.asarray(reader.get_tensor(entry.checkpoint_key))
+        if entry.checkpoint_key in report.transforms:
+            value = report.transforms[entry.checkpoint_key](value)
+        variables[entry.weight_path].assign(value.astype(variables[entry.weight_path].dtype))
     # object.__setattr__: a plain attribute, not tracked (and saved) as layer state.
     object.__setattr__(model, "mapping_report", report)
     return model

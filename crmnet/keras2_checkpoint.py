@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import re
-from typing import Optional
 
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2, trackable_object_graph_pb2
@@ -52,7 +51,7 @@ class Keras2Variable:
     paths: tuple
     shape: tuple
     dtype: tf.DType
-    name: Optional[str] = None
+    name: str | None = None
 
     @property
     def path(self) -> str:
@@ -74,9 +73,9 @@ class Keras2Layer:
     node: str
     variables: list
     node_id: int = -1
-    class_name: Optional[str] = None
-    name: Optional[str] = None
-    inbound: Optional[list] = None  # names of the layers feeding its first call, in argument order
+    class_name: str | None = None
+    name: str | None = None
+    inbound: list | None = None  # names of the layers feeding its first call, in argument order
 
     def title(self) -> str:
         kind = f" {self.class_name} {self.name!r}" if self.class_name else ""
@@ -293,16 +292,14 @@ def read_keras2_checkpoint(path) -> Keras2Checkpoint:
     else:
         notes.append("no readable keras_metadata.pb: layer classes and inputs unknown")
 
-    ignored, stray = [], []
-    everything = _collect(graph, 0)
-    for key in sorted(shapes):
-        if key in owned:
-            continue
-        if is_ignored_key(key):
-            ignored.append(key)
-            continue
-        node_id = next((n for n, paths in everything.items() if _variable_key(graph.nodes[n]) == key), None)
-        paths = everything.get(node_id) or [(key,)]
-        stray.append(Keras2Variable(key, tuple(paths), tuple(int(d) for d in shapes[key]), dtypes[key],
-                                    names.get(node_id)))
+    ignored = [key for key in sorted(shapes) if key not in owned and is_ignored_key(key)]
+    loose = [key for key in sorted(shapes) if key not in owned and not is_ignored_key(key)]
+    stray = []
+    if loose:  # where else the object graph reaches them, for the error message
+        node_of = {_variable_key(graph.nodes[n]): n for n in range(len(graph.nodes))}
+        everything = _collect(graph, 0)
+        for key in loose:
+            node_id = node_of.get(key)
+            stray.append(Keras2Variable(key, tuple(everything.get(node_id) or [(key,)]),
+                                        tuple(int(d) for d in shapes[key]), dtypes[key], names.get(node_id)))
     return Keras2Checkpoint(prefix, layers, ignored, stray, notes, has_metadata=metadata is not None)

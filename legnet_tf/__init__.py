@@ -2,7 +2,7 @@
 from legnet_tf.model import LegNetConfig, build_legnet
 from legnet_tf.transforms import make_inputs
 
-__all__ = ["load_model", "LegNetConfig", "build_legnet", "make_inputs"]
+__all__ = ["LegNetConfig", "build_legnet", "load_model", "make_inputs"]
 
 
 def load_model(path, compile=False):

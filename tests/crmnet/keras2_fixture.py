@@ -34,7 +34,7 @@ def subprocess_env(**extra):
 
 def run(args, **extra_env):
     """``python args...`` from the repository root; fails the test with its output on error."""
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=subprocess_env(**extra_env),
+    proc = subprocess.run([sys.executable, *args], check=False, cwd=ROOT, env=subprocess_env(**extra_env),
                           capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, f"{args} failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc

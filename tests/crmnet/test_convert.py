@@ -28,8 +28,12 @@ from crmnet.convert import (
     resolve_checkpoint_prefix,
 )
 from crmnet.model import build_crmnet
-
-from tests.crmnet.keras2_fixture import assert_predictions_match, codes_of, run, write_reference
+from tests.crmnet.keras2_fixture import (
+    assert_predictions_match,
+    codes_of,
+    run,
+    write_reference,
+)
 
 PUBLISHED_TOTAL = 34_170_289
 
@@ -147,6 +151,8 @@ def test_keras2_roles():
     assert keras2_role([("att", "_output_dense", "bias")]) == ("output", "bias")
     assert keras2_role([("layernorm2", "gamma")]) == ("norm2", "gamma")
     assert keras2_role([("ffn", "layer-1", "kernel"), ("ffn", "layer_with_weights-1", "kernel")]) == ("ffn2", "kernel")
+    assert keras2_role([("ffn", "0", "bias")]) == ("ffn1", "bias")  # a plain list of layers
+    assert keras2_role([("ffn", "layer-2", "kernel")]) is None  # layer-<i> counts weightless layers too
     assert keras2_role([("dense_7", "kernel")]) is None  # an auto-generated name says nothing
 
 

@@ -268,3 +268,18 @@ def test_full_published_keras2_savedmodel_converts(tmp_path):
     model = load_model(keras_file)
     preds = model.predict(codes_of(reference["sequences"]), batch_size=16, verbose=0)
     assert_predictions_match(preds, reference)
+
+
+def test_missing_tf_keras_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    import importlib.util
+
+    from tests.crmnet import keras2_fixture
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf_keras" else real(name, *a))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="tf-keras is not installed"):
+        keras2_fixture.require_tf_keras()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        keras2_fixture.require_tf_keras()

@@ -4,7 +4,7 @@
 nest (that nesting decides the keys of a Keras-2 SavedModel's checkpoint). This module rebuilds that
 structure in Keras 2 -- not a copy of the published code -- so that
 
-* ``tests/crmnet/test_convert_keras2.py`` can write a REAL Keras-2 SavedModel (random weights and
+* ``tests/crmnet/test_convert.py`` can write a REAL Keras-2 SavedModel (random weights and
   BatchNorm statistics, Adam slots after one training step, ``model.save(dir)``) and check that
   ``python -m crmnet.convert`` reproduces the Keras-2 model's own predictions;
 * a step-time benchmark can time the published architecture under Keras 2 (``build_reference_model``

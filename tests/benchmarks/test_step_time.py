@@ -1,6 +1,5 @@
 """benchmarks.step_time: the CLI end to end on CPU, the out-of-memory paths, the JAX path, the report."""
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ import pytest
 
 from benchmarks import report, step_time
 from benchmarks.step_engines import RSSSampler, oom_reason
+from tests.conftest import require_module
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--preset", "tiny", "--warmup", "1", "--steps", "2", "--precisions", "float32"]
@@ -119,9 +119,9 @@ def test_report_formats_and_table_shape():
     assert "OOM" in lines[3]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_jax_backend_times_without_tensorflow(tmp_path):
     """KERAS_BACKEND=jax: the same registry model, jitted stateless step, synthetic input, no TensorFlow import."""
+    require_module("jax", "the JAX path is timed with jax on CPU (pip install jax)")
     out = tmp_path / "jax"
     script = textwrap.dedent(f"""
         import sys

@@ -1,5 +1,6 @@
 """End to end through the command lines: raw files in, run folder, evaluate and predict out."""
 import json
+import os
 
 import numpy as np
 
@@ -38,17 +39,101 @@ def test_train_evaluate_predict_from_raw_files(tmp_path, capsys):
     assert np.isfinite(float(rows[1][3])) and rows[3][3] == "" and "invalid_character" in rows[3][4]
 
 
-def test_pretrain_on_two_media_then_finetune_in_one_command(tmp_path, capsys):
+PRETRAIN_SIZES = {"ypd": 300, "sd": 1500}  # unequal on purpose: even sampling (1/2) != proportional (1/6)
+EVEN_TOLERANCE = 0.12  # |share of ypd - 1/2|; ~200 independent draws of a 8-record block: sd 0.035 (3.4 sd)
+
+
+def _spy_training_batches(monkeypatch):
+    """Record the sequences of every training batch the reader yields, keyed by the media it mixes."""
+    import tensorflow as tf
+
+    from data_prep import dataset
+
+    real, seen = dataset.make_dataset, {}
+
+    def spying(manifests, split, *args, training=True, **kwargs):
+        ds = real(manifests, split, *args, training=training, **kwargs)
+        if not training:
+            return ds
+        key = tuple(sorted(os.path.basename(m.folder) for m in manifests))
+        store = seen.setdefault(key, [])
+
+        def record(seq):
+            store.append(seq.numpy().copy())
+            return np.int32(0)
+
+        def tap(batch):
+            done = tf.py_function(record, [batch["seq"]], tf.int32)
+            with tf.control_dependencies([done]):
+                return {k: tf.identity(v) for k, v in batch.items()}
+
+        return ds.map(tap)
+
+    monkeypatch.setattr(dataset, "make_dataset", spying)
+    return seen
+
+
+def _spy_first_training_weights(monkeypatch):
+    """The model weights of each stage when its training input is first requested (after any init_from)."""
+    from seq2exp.engine.trainer import Trainer
+
+    real_fit, starts = Trainer.fit, {}
+
+    def fit(self, train_fn, *args, **kwargs):
+        def first_call_snapshot(ctx, seed):
+            starts.setdefault(self.run_dir, [w.copy() for w in self.model.get_weights()])
+            return train_fn(ctx, seed)
+
+        return real_fit(self, first_call_snapshot, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    return starts
+
+
+def test_pretrain_on_two_media_then_finetune_in_one_command(tmp_path, monkeypatch):
+    """Pre-training samples the two media evenly (not by size); fine-tuning starts from the pre-trained
+    weights (not a fresh init) and then trains on the target data only."""
+    import keras
+
+    from data_prep.manifest import load_manifest
+    from seq2exp.engine.data import read_arrays
+
     for name, seed in (("ypd", 11), ("sd", 12), ("target", 13)):
-        write_tsv(simulate(400, seed=seed), tmp_path / f"{name}.tsv")
+        write_tsv(simulate(PRETRAIN_SIZES.get(name, 400), seed=seed), tmp_path / f"{name}.tsv")
+    seen = _spy_training_batches(monkeypatch)
+    starts = _spy_first_training_weights(monkeypatch)
     run = tmp_path / "run"
     args = ["--pretrain-data", f"{tmp_path / 'ypd.tsv'},{tmp_path / 'sd.tsv'}", "--pretrain-epochs", "1",
-            "--data", str(tmp_path / "target.tsv"), "--preset", "tiny", "--epochs", "1", "--batch-size", "32",
-            "--run-dir", str(run), "--strategy", "default"]
+            "--data", str(tmp_path / "target.tsv"), "--preset", "tiny", "--epochs", "1", "--batch-size", "8",
+            "--run-dir", str(run), "--strategy", "default", "--seed", "5"]
     assert train_main(args, model="crmnet") == 0
     pre = json.loads((run / "pretrain" / "metrics.json").read_text())
     fine = json.loads((run / "finetune" / "metrics.json").read_text())
     assert pre["val"]["n"] > 0 and fine["val"]["n"] > 0
-    # both media were used and each was validated on its own held-out fold
-    assert {p.name for p in (run / "data").iterdir()} >= {"ypd.crmnet", "sd.crmnet", "target.crmnet"}
-    assert "fine-tuning all weights from" in capsys.readouterr().out
+
+    # which medium each record came from: its sequence (the simulated sets share none)
+    medium = {}
+    for name in ("ypd", "sd", "target"):
+        for row in read_arrays(load_manifest(run / "data" / f"{name}.crmnet"), "train")["seq"]:
+            medium[row.tobytes()] = name
+    counts = {}
+    for key, batches in seen.items():
+        rows = np.concatenate(batches)
+        counts[key] = {name: sum(medium.get(r.tobytes()) == name for r in rows) for name in ("ypd", "sd", "target")}
+        assert sum(counts[key].values()) == len(rows), f"records from no known training set: {key}"
+    pre_counts, fine_counts = counts[("sd.crmnet", "ypd.crmnet")], counts[("target.crmnet",)]
+    share = pre_counts["ypd"] / (pre_counts["ypd"] + pre_counts["sd"])
+    assert abs(share - 0.5) < EVEN_TOLERANCE, f"pre-training drew {pre_counts}: not both media evenly"
+    assert pre_counts["target"] == 0 and fine_counts["ypd"] == fine_counts["sd"] == 0 and fine_counts["target"] > 0
+
+    # fine-tuning's first step sees exactly the pre-trained weights ...
+    pretrained = keras.saving.load_model(run / "pretrain" / "model.keras", safe_mode=True).get_weights()
+    fine_start = starts[str(run / "finetune")]
+    assert len(fine_start) == len(pretrained)
+    for got, want in zip(fine_start, pretrained):
+        np.testing.assert_array_equal(got, want)
+    # ... which pre-training moved away from its own start, and fine-tuning moves on from
+    moved = [not np.array_equal(a, b) for a, b in zip(starts[str(run / "pretrain")], pretrained)]
+    assert sum(moved) > len(pretrained) // 2
+    finetuned = keras.saving.load_model(run / "finetune" / "model.keras", safe_mode=True).get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(finetuned, pretrained))

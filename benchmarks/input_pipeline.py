@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--layouts", default="crmnet,legnet")
     p.add_argument("--shuffle-buffer", type=int, default=100_000)
     p.add_argument("--work", default="bench_out/input_pipeline", help="where datasets are built and kept")
-    p.add_argument("--out", default=None, help="JSON results file (default: WORK/results.json)")
+    p.add_argument("--results-json", default=None, metavar="FILE",
+                   help="write the results as JSON to this file (default: WORK/results.json)")
     args = p.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
     from benchmarks.env_info import environment
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
             results.append(r)
             print(f"{layout:7s} batch {args.batch} shuffle={str(training):5s} {r['sequences_per_s']:>10,} seq/s")
     env = environment("tensorflow")
-    out = args.out or os.path.join(args.work, "results.json")
+    out = args.results_json or os.path.join(args.work, "results.json")
     with open(out, "w") as fh:
         json.dump({"env": env, "results": results}, fh, indent=2)
     print(f"wrote {out}")

@@ -7,7 +7,7 @@
   (``data_prep.dataset.make_dataset``) or synthetic uint8 record batches.
 * ``JaxStep``: the engine's JAX step (``seq2exp.engine.step_jax.JaxTrainStep``) of the same registry
   model, loss and optimizer + schedule (``seq2exp.engine.optim``) under ``KERAS_BACKEND=jax``,
-  ``jax.jit``-compiled with ``--jit on``, on synthetic batches already on the device. Imports
+  ``jax.jit``-compiled with ``--jit``, on synthetic batches already on the device. Imports
   nothing from TensorFlow.
 
 Every ``step()`` returns the loss as a Python float: fetching it waits for the device, so the

@@ -57,7 +57,8 @@ def train_stage(cfg: RunConfig, spec: ModelSpec, strategy, run_dir: str, train_s
     settings = cfg.train_settings(epochs=epochs)
     if len(train_sets) > 1 and settings.steps_per_epoch is None:  # media sampled evenly: one pass's worth
         settings.steps_per_epoch = max(n_train // (cfg.batch_size * strategy.num_replicas_in_sync), 1)
-    trainer = Trainer(spec, model_config, run_dir, strategy, settings, train_examples=n_train)
+    n_val = sum(m.records(cfg.val_split) for m in val_sets if cfg.val_split in m.splits)
+    trainer = Trainer(spec, model_config, run_dir, strategy, settings, train_examples=n_train, val_examples=n_val)
     check_before_training(trainer, spec, list({id(m): m for m in [*train_sets, *val_sets]}.values()),
                           [cfg.train_split, cfg.val_split], cfg.verify_data, say=trainer._say)
 
@@ -110,9 +111,13 @@ def run_training(cfg: RunConfig, spec: ModelSpec, demo: bool) -> int:
     from seq2exp.engine.data import prepare
     from seq2exp.engine.preflight import PreflightError, check_data, check_output_dir
     from seq2exp.engine.settings import NonFiniteLossError
-    from seq2exp.engine.strategy import WorkerLostError, barrier, describe, resolve_strategy
+    from seq2exp.engine.strategy import StrategyError, WorkerLostError, barrier, describe, resolve_strategy
 
-    strategy = resolve_strategy(cfg.strategy, cfg.tpu)  # before other TF work (multi-worker, TPU)
+    try:
+        strategy = resolve_strategy(cfg.strategy, cfg.tpu)  # before other TF work (multi-worker, TPU)
+    except StrategyError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
     info = describe(strategy)
     data_dir = os.path.join(cfg.run_dir, "data")
 

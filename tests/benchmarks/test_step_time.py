@@ -127,7 +127,7 @@ def test_jax_backend_times_without_tensorflow(tmp_path):
         import sys
         from benchmarks import step_time
         rc = step_time.main(["--models", "legnet", "--preset", "tiny", "--warmup", "1", "--steps", "2",
-                             "--batch-sizes", "4", "--jit", "on", "--no-plot", "--out-dir", {str(out)!r}])
+                             "--batch-sizes", "4", "--jit", "--no-plot", "--out-dir", {str(out)!r}])
         print("TF_IMPORTED", "tensorflow" in sys.modules)
         sys.exit(rc)
     """)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -30,7 +29,8 @@ def run_build(tsv: str, out: str, layout: str, workers: int, deflate: str) -> di
     n = m["counts"]["records_in"]
     return {"layout": layout, "workers": workers, "deflate": deflate, "records": n,
             "seconds": round(seconds, 2), "sequences_per_s": round(n / seconds),
-            "bytes_per_record": round(m["bytes_per_record"], 2), "peak_rss_mb": round(int(res.stdout.split()[-1]) / 1024)}
+            "bytes_per_record": round(m["bytes_per_record"], 2),
+            "peak_rss_mb": round(int(res.stdout.split()[-1]) / 1024)}
 
 
 def main(argv=None) -> int:
@@ -52,7 +52,8 @@ def main(argv=None) -> int:
         if not os.path.exists(tsv):
             write_tsv(simulate(n, seed=0), tsv)
         configs = [(lay, int(w), d) for lay in args.layouts.split(",") for w in args.workers.split(",")
-                   for d in args.deflate.split(",")] if n == args.n else [("crmnet", int(args.workers.split(",")[-1]), "numpy")]
+                   for d in args.deflate.split(",")] if n == args.n else \
+            [("crmnet", int(args.workers.split(",")[-1]), "numpy")]
         for layout, workers, deflate in configs:
             r = run_build(tsv, os.path.join(args.work, "out"), layout, workers, deflate)
             rows.append(r)

@@ -70,8 +70,8 @@ def torch_batches(records: dict) -> list:
     import numpy as np
     import torch
 
-    from legnet_tf.transforms import training_inputs
     from legnet_tf.losses import soft_labels
+    from legnet_tf.transforms import training_inputs
 
     out = []
     for i in range(records["seq"].shape[0]):

@@ -23,7 +23,6 @@ import numpy as np
 
 from benchmarks.legnet_step import synthetic_batches
 
-
 # ----------------------------------------------------------------------------- out of memory
 
 def oom_reason(err: BaseException) -> str | None:
@@ -66,7 +65,7 @@ class RSSSampler:
         self._stop = threading.Event()
         self._thread = None
 
-    def start(self) -> "RSSSampler":
+    def start(self) -> RSSSampler:
         self.base = self.peak = current_rss()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, daemon=True)

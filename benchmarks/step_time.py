@@ -222,7 +222,7 @@ def _derived(row: dict, args, flops) -> None:
 
 def run_config(args, ctx: dict, precision: str, jit: bool, batch: int) -> dict:
     """One configuration: build, warm up, time; an out-of-memory failure becomes an 'oom' row."""
-    spec, flops, layout = ctx["spec"], ctx["flops"], ctx["layout"]
+    flops = ctx["flops"]
     replicas = ctx["replicas"]
     gb = batch * replicas
     row = {**ctx["row"], "precision": precision, "jit": jit, "batch_per_replica": batch, "global_batch": gb,
@@ -285,7 +285,7 @@ def run_config(args, ctx: dict, precision: str, jit: bool, batch: int) -> dict:
         if step is not None:
             row["memory_kind"] = step.memory_kind
             step.close()
-        del step
+        step = None  # the step and its model can be collected before the next configuration
         gc.collect()
     row["memory_gb"] = row.get("device_peak_gb") if row.get("device_peak_gb") is not None else row["host_rss_delta_gb"]
     row.setdefault("memory_kind", "host_rss_delta")

@@ -1,4 +1,4 @@
-"""`python -m crmnet.evaluate` / `crmnet-evaluate`: the shared engine's evaluate command with the model fixed to crmnet."""
+"""`python -m crmnet.evaluate` / `crmnet-evaluate`: the engine's evaluate command for crmnet."""
 import sys
 
 from seq2exp.cli.commands import evaluate_main

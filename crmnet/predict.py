@@ -1,4 +1,4 @@
-"""`python -m crmnet.predict` / `crmnet-predict`: the shared engine's predict command with the model fixed to crmnet."""
+"""`python -m crmnet.predict` / `crmnet-predict`: the engine's predict command for crmnet."""
 import sys
 
 from seq2exp.cli.commands import predict_main

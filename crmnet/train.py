@@ -1,4 +1,4 @@
-"""`python -m crmnet.train` / `crmnet-train`: the shared engine's train command with the model fixed to crmnet."""
+"""`python -m crmnet.train` / `crmnet-train`: the engine's train command for crmnet."""
 import sys
 
 from seq2exp.cli.commands import train_main

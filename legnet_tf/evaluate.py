@@ -1,4 +1,4 @@
-"""`python -m legnet_tf.evaluate` / `legnet-evaluate`: the shared engine's evaluate command with the model fixed to legnet."""
+"""`python -m legnet_tf.evaluate` / `legnet-evaluate`: the engine's evaluate command for legnet."""
 import sys
 
 from seq2exp.cli.commands import evaluate_main

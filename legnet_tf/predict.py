@@ -1,4 +1,4 @@
-"""`python -m legnet_tf.predict` / `legnet-predict`: the shared engine's predict command with the model fixed to legnet."""
+"""`python -m legnet_tf.predict` / `legnet-predict`: the engine's predict command for legnet."""
 import sys
 
 from seq2exp.cli.commands import predict_main

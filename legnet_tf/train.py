@@ -1,4 +1,4 @@
-"""`python -m legnet_tf.train` / `legnet-train`: the shared engine's train command with the model fixed to legnet."""
+"""`python -m legnet_tf.train` / `legnet-train`: the engine's train command for legnet."""
 import sys
 
 from seq2exp.cli.commands import train_main

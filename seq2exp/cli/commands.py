@@ -80,22 +80,24 @@ def _load_model(path: str, model_name: str | None):
     return model, get_model_spec(model_name or model.name)
 
 
-def _model_flag(p: CommandParser, model: str | None) -> None:
+def _trained_model_parser(command: str, model: str | None, description: str) -> CommandParser:
+    """The parser of a command that reads a trained model: RUN first, then --model unless it is fixed."""
+    p = CommandParser(prog=command_name(f"{model}-{command}" if model else f"seq2exp-{command}"),
+                      description=description)
+    p.add_argument("model_path", metavar="RUN", help="run folder or .keras file")
     if model is None:
         names = model_names()
         p.add_argument("--model", choices=names, metavar="{" + ",".join(names) + "}",
                        help=f"model name, when the run folder does not say: one of {', '.join(names)}")
     else:
         p.set_defaults(model=model)
+    return p
 
 
 def evaluate_main(argv: list[str] | None = None, model: str | None = None) -> int:
-    prog = command_name(f"{model}-evaluate" if model else "seq2exp-evaluate")
-    p = CommandParser(prog=prog, description="Exact metrics of a trained model on test data (folders or raw "
-                                             "files); --report writes a full report folder.")
-    p.add_argument("model_path", metavar="RUN", help="run folder or .keras file")
+    p = _trained_model_parser("evaluate", model, "Exact metrics of a trained model on test data (folders or raw "
+                                                 "files); --report writes a full report folder.")
     p.add_argument("data", nargs="+", metavar="DATA", help="dataset folders or TSV/CSV files")
-    _model_flag(p, model)
     p.add_argument("--batch-size", type=int, default=1024, metavar="N", help="sequences per prediction batch "
                                                                               "(default: 1024)")
     p.add_argument("--metrics-json", metavar="FILE", help="write the metrics as JSON to this file")
@@ -149,12 +151,9 @@ def evaluate_main(argv: list[str] | None = None, model: str | None = None) -> in
 
 
 def predict_main(argv: list[str] | None = None, model: str | None = None) -> int:
-    prog = command_name(f"{model}-predict" if model else "seq2exp-predict")
-    p = CommandParser(prog=prog, description="Predict expression for sequences in TSV/CSV/FASTA (.gz) files; "
-                                             "every input line gets an output row (invalid ones with the reason).")
-    p.add_argument("model_path", metavar="RUN", help="run folder or .keras file")
+    p = _trained_model_parser("predict", model, "Predict expression for sequences in TSV/CSV/FASTA (.gz) files; "
+                                                "every input line gets an output row (invalid ones with the reason).")
     p.add_argument("inputs", nargs="+", metavar="FILE", help="TSV/CSV/FASTA files, optionally .gz")
-    _model_flag(p, model)
     p.add_argument("--predictions", default="-", metavar="FILE",
                    help="write the predictions TSV to this file (default: standard output)")
     p.add_argument("--batch-size", type=int, default=1024, metavar="N",

@@ -95,8 +95,10 @@ def test_report(cfg: RunConfig, spec: ModelSpec, trainer, train_sets, tests) -> 
         model_metrics = trainer.evaluate(
             lambda ctx, m=m, split=split: make_dataset(m, split, trainer.global_batch, ctx, training=False))
         arr = read_arrays(m, split)
-        report[name] = {"model": model_metrics, "ridge_6mer": regression_metrics(arr["label"], ridge.predict(arr["seq"]))}
-    print(f"\n{'test set':40s} {'n':>7s} | {spec.name + ' r':>10s} {'rho':>6s} {'R2':>6s} | {'ridge r':>8s} {'rho':>6s}")
+        report[name] = {"model": model_metrics,
+                        "ridge_6mer": regression_metrics(arr["label"], ridge.predict(arr["seq"]))}
+    print(f"\n{'test set':40s} {'n':>7s} | {spec.name + ' r':>10s} {'rho':>6s} {'R2':>6s} | "
+          f"{'ridge r':>8s} {'rho':>6s}")
     for name, r in report.items():
         a, b = r["model"], r["ridge_6mer"]
         print(f"{name:40s} {a['n']:7d} | {a['pearson']:10.3f} {a['spearman']:6.3f} {a['r2']:6.3f} | "

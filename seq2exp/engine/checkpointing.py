@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np

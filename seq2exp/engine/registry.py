@@ -16,8 +16,9 @@ import configparser
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the registry itself imports no Keras: command lines list models before TensorFlow starts
     import keras

@@ -68,8 +68,8 @@ def _run(*args, **kw):
 
 
 def test_help_lists_every_closed_set_and_names_the_command():
-    for module, prog in (("seq2exp.train", "python -m seq2exp.train"), ("legnet_tf.train", "python -m legnet_tf.train"),
-                         ("crmnet.evaluate", "python -m crmnet.evaluate"), ("seq2exp.predict", "python -m seq2exp.predict")):
+    for module in ("seq2exp.train", "legnet_tf.train", "crmnet.evaluate", "seq2exp.predict"):
+        prog = f"python -m {module}"
         res = _run("-m", module, "--help")
         assert res.returncode == 0, res.stderr
         assert res.stdout.startswith(f"usage: {prog} "), res.stdout[:200]

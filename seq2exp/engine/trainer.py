@@ -29,14 +29,15 @@ import keras
 import tensorflow as tf
 
 from seq2exp.engine import monitor
-from seq2exp.engine.checkpointing import CheckpointWriteError, RunCheckpoints, save_keras, write_history, write_text  # noqa: F401
+from seq2exp.engine.checkpointing import CheckpointWriteError  # noqa: F401  (public here too)
+from seq2exp.engine.checkpointing import RunCheckpoints, save_keras, write_history, write_text
 from seq2exp.engine.data import padded_batches
 from seq2exp.engine.metrics import PredictionCollector
 from seq2exp.engine.optim import build_optimizer, current_lr, inner_optimizer
 from seq2exp.engine.registry import ModelSpec
 from seq2exp.engine.settings import NonFiniteLossError, TrainSettings  # noqa: F401  (public here too)
 from seq2exp.engine.step import TFTrainStep, make_eval_step
-from seq2exp.engine.strategy import Watchdog, WorkerLostError, describe, is_chief, lost_worker_error, set_precision  # noqa: F401
+from seq2exp.engine.strategy import Watchdog, describe, is_chief, lost_worker_error, set_precision
 
 log = logging.getLogger(__name__)
 _METRICS = ("pearson", "spearman", "r2", "mse", "mae")

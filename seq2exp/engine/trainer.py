@@ -29,8 +29,13 @@ import keras
 import tensorflow as tf
 
 from seq2exp.engine import monitor
-from seq2exp.engine.checkpointing import CheckpointWriteError  # noqa: F401  (public here too)
-from seq2exp.engine.checkpointing import RunCheckpoints, save_keras, write_history, write_text
+from seq2exp.engine.checkpointing import (
+    CheckpointWriteError,  # noqa: F401  (public here too)
+    RunCheckpoints,
+    save_keras,
+    write_history,
+    write_text,
+)
 from seq2exp.engine.data import padded_batches
 from seq2exp.engine.metrics import PredictionCollector
 from seq2exp.engine.optim import build_optimizer, current_lr, inner_optimizer

@@ -183,10 +183,12 @@ def build_main(argv: list[str] | None = None) -> int:
     from data_prep.layouts import LAYOUTS
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
     layout = next((a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
                    for i, a in enumerate(argv) if a.split("=", 1)[0] == "--layout"), None)
     if any(a in _HELP for a in argv) or (layout is not None and layout not in LAYOUTS):
-        quiet_tensorflow("--verbose" in argv)
+        quiet_tensorflow(verbose)
         load_all_models()  # their registry modules register any layout of their own
     return build.main(argv, prog=command_name("seq2exp-build"))
 

@@ -337,8 +337,8 @@ def _folds(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m data_prep.build", description=__doc__.split("\n\n")[0],
+def parser(prog: str = "python -m data_prep.build") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", help="TSV/CSV/FASTA files, optionally .gz")
     p.add_argument("--out", required=True, help="output folder (replaced whole only if it is an earlier build "
@@ -372,8 +372,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m data_prep.build") -> int:
+    args = parser(prog).parse_args(argv)
     try:
         m = build(args.inputs, args.out, args)
     except (BuildError, ValueError) as err:

@@ -12,7 +12,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from data_prep.build import build, parser as build_parser
+from data_prep.build import build
+from data_prep.build import parser as build_parser
 from data_prep.manifest import MANIFEST, Manifest, load_manifest
 
 

@@ -33,7 +33,8 @@ def test_cli_end_to_end_on_cpu_with_the_reader(tmp_path):
     """Simulated dataset -> data_prep build -> TFRecord reader -> Trainer step; CSV, JSON, MD and PNG written."""
     out = tmp_path / "out"
     rc = step_time.main(["--models", "legnet", *TINY, "--batch-sizes", "8", "--sim-sequences", "200",
-                         "--dataset-size", "1000", "--epochs", "20", "--peak-tflops", "float32=0.5,mixed_float16=2", "--out-dir", str(out)])
+                         "--dataset-size", "1000", "--epochs", "20", "--peak-tflops", "float32=0.5,mixed_float16=2",
+                         "--out-dir", str(out)])
     assert rc == 0
     for ext in ("csv", "json", "md", "png"):
         assert (out / f"step_time.{ext}").stat().st_size > 0
@@ -139,7 +140,7 @@ def test_jax_backend_times_without_tensorflow(tmp_path):
         import sys
         from benchmarks import step_time
         rc = step_time.main(["--models", "legnet", "--preset", "tiny", "--warmup", "1", "--steps", "2",
-                             "--batch-sizes", "4", "--jit", "on", "--no-plot", "--out-dir", {str(out)!r}])
+                             "--batch-sizes", "4", "--jit", "--no-plot", "--out-dir", {str(out)!r}])
         print("TF_IMPORTED", "tensorflow" in sys.modules)
         sys.exit(rc)
     """)

@@ -3,6 +3,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from data_prep.simulate import simulate, write_tsv
 from seq2exp.cli.commands import evaluate_main, predict_main, train_main
@@ -25,14 +26,14 @@ def test_train_evaluate_predict_from_raw_files(tmp_path, capsys):
     for name in ("model.keras", "history.csv", "data/train.crmnet/manifest.json"):
         assert (run / name).exists(), name
 
-    assert evaluate_main([str(run), str(run / "data" / "test.crmnet"), "--out", str(tmp_path / "m.json")],
+    assert evaluate_main([str(run), str(run / "data" / "test.crmnet"), "--metrics-json", str(tmp_path / "m.json")],
                          model="crmnet") == 0
     ev = json.loads((tmp_path / "m.json").read_text())["test.crmnet"]
     assert abs(ev["pearson"] - metrics["test"]["test.crmnet"]["model"]["pearson"]) < 1e-4
 
     fa = tmp_path / "x.fa"
     fa.write_text(f">a\n{test.sequences[0]}\n>b\nNNNN\n>c\nAC-GT\n")
-    assert predict_main([str(run), str(fa), "--out", str(tmp_path / "p.tsv")], model="crmnet") == 0
+    assert predict_main([str(run), str(fa), "--predictions", str(tmp_path / "p.tsv")], model="crmnet") == 0
     rows = [r.split("\t") for r in (tmp_path / "p.tsv").read_text().splitlines()]
     assert rows[0] == ["file", "line", "id", "prediction", "note"]
     assert [r[2] for r in rows[1:]] == ["a", "b", "AC-GT"]
@@ -137,3 +138,74 @@ def test_pretrain_on_two_media_then_finetune_in_one_command(tmp_path, monkeypatc
     assert sum(moved) > len(pretrained) // 2
     finetuned = keras.saving.load_model(run / "finetune" / "model.keras", safe_mode=True).get_weights()
     assert any(not np.array_equal(a, b) for a, b in zip(finetuned, pretrained))
+
+
+def _run(*args, **kw):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=300, **kw)
+
+
+def test_help_lists_every_closed_set_and_names_the_command():
+    for module in ("seq2exp.train", "legnet_tf.train", "crmnet.evaluate", "seq2exp.predict"):
+        prog = f"python -m {module}"
+        res = _run("-m", module, "--help")
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.startswith(f"usage: {prog} "), res.stdout[:200]
+        assert "I0000" not in res.stderr and "absl::InitializeLog" not in res.stderr  # TF's C++ start-up lines
+    text = " ".join(_run("-m", "seq2exp.train", "--help").stdout.split())
+    for choices in ("float32, mixed_float16, mixed_bfloat16", "auto, default, mirrored, multiworker, tpu",
+                    "one of cnn_bilstm, crmnet, legnet, macaron", "one of small, tiny", "one of stop, skip",
+                    "one of sha256, size"):
+        assert choices in text, choices
+    from seq2exp.cli import config as run_config
+    from seq2exp.cli.parsing import CommandParser
+
+    parser = CommandParser(prog="x")
+    run_config.add_arguments(parser, None)
+    actions = [a for a in parser._actions if a.option_strings]
+    assert len(actions) > 30
+    assert not [a.option_strings for a in actions if not (a.help or "").strip()]  # every flag has help text
+
+
+def test_wrong_value_fails_in_one_line_before_tensorflow_or_data(tmp_path):
+    probe = ("import sys; from seq2exp.cli.commands import train_main; rc = train_main(sys.argv[1:]); "
+             "print('tensorflow' in sys.modules); sys.exit(rc)")
+    res = _run("-c", probe, "--precision", "fp16", "--run-dir", str(tmp_path / "run"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "--precision: invalid choice: 'fp16'" in res.stderr and "mixed_bfloat16" in res.stderr
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("nan_policy: ignore\n")  # a wrong value in a config file: the same one-line error
+    res = _run("-c", probe, "--config", str(cfg), "--run-dir", str(tmp_path / "run"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "nan_policy must be one of stop, skip; got 'ignore'" in res.stderr
+    assert res.stdout.strip() == "False"  # decided before TensorFlow was imported
+    res = _run("-m", "crmnet.train", "--preset", "huge", "--run-dir", str(tmp_path / "run"))
+    assert res.returncode == 2 and "preset must be one of small, tiny for model crmnet; got 'huge'" in res.stderr
+    assert not (tmp_path / "run").exists()  # nothing built
+
+
+def test_saved_config_is_complete_and_reproduces_the_run(tmp_path):
+    import yaml
+
+    from seq2exp.engine.registry import get_model_spec
+
+    write_tsv(simulate(600, seed=5), tmp_path / "train.tsv")
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train_main(["--data", str(tmp_path / "train.tsv"), "--preset", "tiny", "--epochs", "2", "--batch-size",
+                       "32", "--strategy", "default", "--run-dir", str(first)], model="crmnet") == 0
+    saved = yaml.safe_load((first / "config.yaml").read_text())
+    spec = get_model_spec("crmnet")
+    assert saved["optimizer"] == spec.optimizer and saved["schedule"] == spec.schedule  # not {}
+    assert train_main(["--config", str(first / "config.yaml"), "--run-dir", str(second)]) == 0
+    again = yaml.safe_load((second / "config.yaml").read_text())
+    assert {**again, "run_dir": None} == {**saved, "run_dir": None}
+    h1, h2 = (json.loads((d / "history.json").read_text()) for d in (first, second))
+    for a, b in zip(h1, h2, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["val_r2"] == pytest.approx(b["val_r2"], rel=1e-4)

@@ -27,7 +27,15 @@ from data_prep.parse import Parsed, Rejection, TableSpec, parse_fasta_chunk, par
 from data_prep.schema import RecordSchema
 from data_prep.sources import Chunk, InputError, InputProblem, detect_format, iter_chunks, resolve_table
 from data_prep.splits import SplitSpec
-from data_prep.tfrecord import COMPRESSOR, MEMBER_RECORDS, Segment, ShardWriter, compress_fixed, compress_many, frame_fixed
+from data_prep.tfrecord import (
+    COMPRESSOR,
+    MEMBER_RECORDS,
+    Segment,
+    ShardWriter,
+    compress_fixed,
+    compress_many,
+    frame_fixed,
+)
 
 
 class BuildError(RuntimeError):

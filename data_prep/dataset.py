@@ -14,7 +14,7 @@ ids (FASTA, unlabeled: evaluation only) go through TFRecordDataset + parse_examp
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf

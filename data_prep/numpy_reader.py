@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -203,9 +203,8 @@ class NumpyReader:
                         else _examples(path, m, sh.stride, sh.offset))
                 n = len(cols["seq"])
                 if fixed:  # batches within each shard, like the tf.data reader
-                    for i in range(0, n, b):
-                        if i + b <= n or not self.drop_remainder:
-                            yield {k: v[i:i + b] for k, v in cols.items()}
+                    stop = n - n % b if self.drop_remainder else n
+                    yield from ({k: v[i:i + b] for k, v in cols.items()} for i in range(0, stop, b))
                     continue
                 pending.append(cols)  # records with ids: batches run across shards
                 while sum(len(p["seq"]) for p in pending) >= b:

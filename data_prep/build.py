@@ -330,7 +330,8 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
             "build": {"chunk_bytes": args.chunk_bytes, "records_per_shard": args.records_per_shard,
                       "compressor": COMPRESSOR, "member_records": MEMBER_RECORDS, "workers": args.workers,
                       "seconds": round(time.time() - start, 3),
-                      "cpu_seconds": {"workers": round(worker_cpu, 3), "main": round(time.process_time() - main_cpu, 3)}},
+                      "cpu_seconds": {"workers": round(worker_cpu, 3),
+                                      "main": round(time.process_time() - main_cpu, 3)}},
         }
         write_manifest(tmp, manifest)
         _swap_in(tmp, out)

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
                 r.update(layout=layout, batch=args.batch, shuffle=training, n=args.n, reader=reader,
                          load_1min=round(load, 2))
                 results.append(r)
-                print(f"{layout:7s} {reader:7s} batch {args.batch} shuffle={str(training):5s} "
+                print(f"{layout:7s} {reader:7s} batch {args.batch} shuffle={training!s:5s} "
                       f"{r['sequences_per_s']:>10,} seq/s (load {load:.2f})", flush=True)
     env = environment("tensorflow" if "tf.data" in args.readers else "numpy")
     out = args.results_json or os.path.join(args.work, "results.json")

@@ -32,7 +32,15 @@ from data_prep.parse import Parsed, Rejection, TableSpec, parse_fasta_chunk, par
 from data_prep.schema import RecordSchema
 from data_prep.sources import Chunk, InputError, InputProblem, iter_chunks
 from data_prep.splits import SplitSpec
-from data_prep.tfrecord import COMPRESSOR, MEMBER_RECORDS, Segment, ShardWriter, compress_fixed, compress_many, frame_fixed
+from data_prep.tfrecord import (
+    COMPRESSOR,
+    MEMBER_RECORDS,
+    Segment,
+    ShardWriter,
+    compress_fixed,
+    compress_many,
+    frame_fixed,
+)
 
 __all__ = ["BuildError", "BuildInterrupted", "build", "main", "parser"]
 
@@ -321,7 +329,8 @@ def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitS
             "build": {"chunk_bytes": args.chunk_bytes, "records_per_shard": args.records_per_shard,
                       "compressor": COMPRESSOR, "member_records": MEMBER_RECORDS, "workers": args.workers,
                       "seconds": round(time.time() - start, 3),
-                      "cpu_seconds": {"workers": round(worker_cpu, 3), "main": round(time.process_time() - main_cpu, 3)}},
+                      "cpu_seconds": {"workers": round(worker_cpu, 3),
+                                      "main": round(time.process_time() - main_cpu, 3)}},
         }
         write_manifest(tmp, manifest)
         swap_in(tmp, out)

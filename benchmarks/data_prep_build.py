@@ -73,7 +73,8 @@ def main(argv=None) -> int:
                 r.update(code=name, round=rnd, input_mb=round(os.path.getsize(tsv) / 2**20, 1))
                 rows.append(r)
                 print(f"n={r['records']:>9,} {layout:7s} workers={workers} {name:10s}: {r['sequences_per_s']:>9,} "
-                      f"seq/s, CPU s workers {r['worker_cpu_s']} main {r['main_cpu_s']}, {r['bytes_per_record']:6.2f} B/record ({r['compression']})  peak RSS "
+                      f"seq/s, CPU s workers {r['worker_cpu_s']} main {r['main_cpu_s']}, "
+                      f"{r['bytes_per_record']:6.2f} B/record ({r['compression']})  peak RSS "
                       f"{r['peak_rss_mb']} MB  ({r['seconds']} s, load {r['load_1min']})", flush=True)
     with open(os.path.join(args.work, "results.json"), "w") as fh:
         json.dump({"cores": os.cpu_count(), "trees": dict(trees), "results": rows}, fh, indent=2)

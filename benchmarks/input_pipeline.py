@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     p.add_argument("--readers", default="tf.data,numpy", help="tf.data and/or numpy")
     p.add_argument("--shuffle-buffer", type=int, default=100_000)
     p.add_argument("--work", default="bench_out/input_pipeline", help="where datasets are built and kept")
-    p.add_argument("--out", default=None, help="JSON results file (default: WORK/results.json)")
+    p.add_argument("--results-json", default=None, metavar="FILE",
+                   help="write the results as JSON to this file (default: WORK/results.json)")
     args = p.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
     from benchmarks.env_info import environment
@@ -81,10 +82,10 @@ def main(argv=None) -> int:
                 r.update(layout=layout, batch=args.batch, shuffle=training, n=args.n, reader=reader,
                          load_1min=round(load, 2))
                 results.append(r)
-                print(f"{layout:7s} {reader:7s} batch {args.batch} shuffle={str(training):5s} "
+                print(f"{layout:7s} {reader:7s} batch {args.batch} shuffle={training!s:5s} "
                       f"{r['sequences_per_s']:>10,} seq/s (load {load:.2f})", flush=True)
     env = environment("tensorflow" if "tf.data" in args.readers else "numpy")
-    out = args.out or os.path.join(args.work, "results.json")
+    out = args.results_json or os.path.join(args.work, "results.json")
     with open(out, "w") as fh:
         json.dump({"env": env, "results": results}, fh, indent=2)
     print(f"wrote {out}")

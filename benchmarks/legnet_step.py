@@ -10,7 +10,7 @@ Times forward + backward + AdamW update of the paper configuration (1,852,846 pa
   through ``Trainer.distribute``, exactly as ``Trainer.fit`` feeds it. So the
   timed Keras step also includes the in-graph input transform (uint8 codes -> (B, 150, 6)
   channels-last one-hot with per-example orientation), the soft-label targets and the
-  finite-loss check. ``--jit on`` XLA-compiles the forward/backward pass (``TrainSettings.jit``).
+  finite-loss check. ``--jit`` XLA-compiles the forward/backward pass (``TrainSettings.jit``).
 * torch: ``benchmarks.legnet_torch_reference`` (the spec's PyTorch LegNet with the reference
   module names and init), ``train_step`` with KL to the soft labels and
   ``torch.optim.AdamW(weight_decay=0.01)``, on precomputed (B, 6, 150) channels-first inputs
@@ -70,8 +70,8 @@ def torch_batches(records: dict) -> list:
     import numpy as np
     import torch
 
-    from legnet_tf.transforms import training_inputs
     from legnet_tf.losses import soft_labels
+    from legnet_tf.transforms import training_inputs
 
     out = []
     for i in range(records["seq"].shape[0]):
@@ -152,7 +152,7 @@ def run_batch(batch: int, args, config, work: str) -> list:
     total = args.warmup + args.steps
     contestants = []
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-    jits = {"off": [False], "on": [True], "both": [False, True]}[args.jit]
+    jits = [False, True] if args.jit_both else [args.jit]
     for fw in frameworks:
         if fw == "keras":
             for jit in jits:
@@ -222,8 +222,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", default="1024", help="comma-separated batch sizes, e.g. 1024 or 128,1024")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per framework first (tracing, compiling)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per framework (interleaved)")
-    p.add_argument("--jit", choices=("off", "on", "both"), default="off",
-                   help="XLA-compile the Keras forward/backward pass (TrainSettings.jit); both = time each")
+    p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=False,
+                   help="XLA-compile the Keras forward/backward pass (TrainSettings.jit; default: off)")
+    p.add_argument("--jit-both", action="store_true", help="time the Keras step without and with XLA")
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds per batch size: start no further timed round (A, B) that would end after it; "
                         "at least one timed round always runs (a step in progress cannot be interrupted)")
@@ -235,7 +236,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default="bench_out/legnet_step",
                    help="output folder; the Trainers' (unused) run dirs go to a temporary folder inside it")
-    p.add_argument("--out", default=None, help="JSON results file (default: WORK/results.json)")
+    p.add_argument("--results-json", default=None, metavar="FILE",
+                   help="write the results as JSON to this file (default: WORK/results.json)")
     return p
 
 
@@ -268,7 +270,7 @@ def main(argv=None) -> int:
                peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))
     table = markdown(rows)
     print(table)
-    out = args.out or os.path.join(args.work, "results.json")
+    out = args.results_json or os.path.join(args.work, "results.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     settings = {k: v for k, v in vars(args).items()}
     settings["model_config"] = config or "paper"

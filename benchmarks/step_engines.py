@@ -7,7 +7,7 @@
   (``data_prep.dataset.make_dataset``) or synthetic uint8 record batches.
 * ``JaxStep``: the engine's JAX step (``seq2exp.engine.step_jax.JaxTrainStep``) of the same registry
   model, loss and optimizer + schedule (``seq2exp.engine.optim``) under ``KERAS_BACKEND=jax``,
-  ``jax.jit``-compiled with ``--jit on``, on synthetic batches already on the device. Imports
+  ``jax.jit``-compiled with ``--jit``, on synthetic batches already on the device. Imports
   nothing from TensorFlow.
 
 Every ``step()`` returns the loss as a Python float: fetching it waits for the device, so the
@@ -22,7 +22,6 @@ import threading
 import numpy as np
 
 from benchmarks.legnet_step import synthetic_batches
-
 
 # ----------------------------------------------------------------------------- out of memory
 
@@ -66,7 +65,7 @@ class RSSSampler:
         self._stop = threading.Event()
         self._thread = None
 
-    def start(self) -> "RSSSampler":
+    def start(self) -> RSSSampler:
         self.base = self.peak = current_rss()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -61,7 +61,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--precisions", default="float32", help=f"comma-separated, of {', '.join(PRECISIONS)}")
     g.add_argument("--strategies", default="default", help="comma-separated: default, mirrored, auto, "
                    "multiworker, tpu (multiworker/tpu only alone: they must be created first)")
-    g.add_argument("--jit", choices=("off", "on", "both"), default="off", help="XLA-compile the step")
+    g.add_argument("--jit", action=argparse.BooleanOptionalAction, default=False,
+                   help="XLA-compile the step (as the train command's --jit; default: off)")
+    g.add_argument("--jit-both", action="store_true", help="time every configuration without and with XLA")
     g.add_argument("--steps-per-execution", type=int, default=1, help="TF: steps per compiled call")
     g = p.add_argument_group("how")
     g.add_argument("--warmup", type=int, default=3, help="untimed steps first")
@@ -130,7 +132,7 @@ def _check_args(args, backend: str) -> tuple[list, list, list, list, list]:
         raise SystemExit("under KERAS_BACKEND=jax only --strategies default (one device) is supported")
     if args.warmup < 0 or args.steps < 1 or args.steps_per_execution < 1:
         raise SystemExit("--warmup must be >= 0, --steps and --steps-per-execution >= 1")
-    jits = {"off": [False], "on": [True], "both": [False, True]}[args.jit]
+    jits = [False, True] if args.jit_both else [args.jit]
     return models, batches, precisions, strategies, jits
 
 
@@ -220,7 +222,7 @@ def _derived(row: dict, args, flops) -> None:
 
 def run_config(args, ctx: dict, precision: str, jit: bool, batch: int) -> dict:
     """One configuration: build, warm up, time; an out-of-memory failure becomes an 'oom' row."""
-    spec, flops, layout = ctx["spec"], ctx["flops"], ctx["layout"]
+    flops = ctx["flops"]
     replicas = ctx["replicas"]
     gb = batch * replicas
     row = {**ctx["row"], "precision": precision, "jit": jit, "batch_per_replica": batch, "global_batch": gb,
@@ -283,7 +285,7 @@ def run_config(args, ctx: dict, precision: str, jit: bool, batch: int) -> dict:
         if step is not None:
             row["memory_kind"] = step.memory_kind
             step.close()
-        del step
+        step = None  # the step and its model can be collected before the next configuration
         gc.collect()
     row["memory_gb"] = row.get("device_peak_gb") if row.get("device_peak_gb") is not None else row["host_rss_delta_gb"]
     row.setdefault("memory_kind", "host_rss_delta")

@@ -1,7 +1,12 @@
-"""`python -m crmnet.train`: the shared engine's train command for crmnet."""
+"""`python -m crmnet.train` / `crmnet-train`: the engine's train command for crmnet."""
 import sys
 
 from seq2exp.cli.commands import train_main
 
+
+def main(argv=None) -> int:
+    return train_main(argv, model="crmnet")
+
+
 if __name__ == "__main__":
-    sys.exit(train_main(model="crmnet"))
+    sys.exit(main())

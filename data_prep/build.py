@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data_prep.errors import BuildError, BuildInterrupted
-from data_prep.input_plan import (InputPlan, check_options, fail_or_skip, late_failures, plan_inputs,
-                                  summary_lines)
+from data_prep.input_plan import InputPlan, check_options, fail_or_skip, late_failures, plan_inputs, summary_lines
 from data_prep.layouts import LAYOUTS, Layout, get_layout
 from data_prep.manifest import FORMAT, write_manifest
 from data_prep.output_folder import check_output, interruptible, output_path, remove_stale, swap_in
@@ -32,7 +31,15 @@ from data_prep.parse import Parsed, Rejection, TableSpec, parse_fasta_chunk, par
 from data_prep.schema import RecordSchema
 from data_prep.sources import Chunk, InputError, InputProblem, iter_chunks
 from data_prep.splits import SplitSpec
-from data_prep.tfrecord import COMPRESSOR, MEMBER_RECORDS, Segment, ShardWriter, compress_fixed, compress_many, frame_fixed
+from data_prep.tfrecord import (
+    COMPRESSOR,
+    MEMBER_RECORDS,
+    Segment,
+    ShardWriter,
+    compress_fixed,
+    compress_many,
+    frame_fixed,
+)
 
 __all__ = ["BuildError", "BuildInterrupted", "build", "main", "parser"]
 
@@ -321,7 +328,8 @@ def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitS
             "build": {"chunk_bytes": args.chunk_bytes, "records_per_shard": args.records_per_shard,
                       "compressor": COMPRESSOR, "member_records": MEMBER_RECORDS, "workers": args.workers,
                       "seconds": round(time.time() - start, 3),
-                      "cpu_seconds": {"workers": round(worker_cpu, 3), "main": round(time.process_time() - main_cpu, 3)}},
+                      "cpu_seconds": {"workers": round(worker_cpu, 3),
+                                      "main": round(time.process_time() - main_cpu, 3)}},
         }
         write_manifest(tmp, manifest)
         swap_in(tmp, out)
@@ -337,8 +345,8 @@ def _folds(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m data_prep.build", description=__doc__.split("\n\n")[0],
+def parser(prog: str = "python -m data_prep.build") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", help="TSV/CSV/FASTA files, optionally .gz")
     p.add_argument("--out", required=True, help="output folder (replaced whole only if it is an earlier build "
@@ -372,8 +380,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m data_prep.build") -> int:
+    args = parser(prog).parse_args(argv)
     try:
         m = build(args.inputs, args.out, args)
     except (BuildError, ValueError) as err:

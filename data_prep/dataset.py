@@ -14,7 +14,7 @@ ids (FASTA, unlabeled: evaluation only) go through TFRecordDataset + parse_examp
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -134,9 +134,10 @@ def make_dataset(manifests: Manifest | str | os.PathLike | Sequence, split: str,
     order on each iteration of the dataset (or pass, with `repeat`); several manifests (e.g. two
     growth media) are sampled block by block with `weights` (default: evenly) and repeat forever, so
     the caller sets steps per epoch. Evaluation reads every record once, in order, manifest after
-    manifest (endlessly with `repeat`). `drop_remainder=True` gives the static batch shape TPUs need (for evaluation it drops
-    each shard's short last batch: evaluate with drop_remainder=False). The numpy reader
-    (`data_prep.numpy_reader.make_numpy_reader`) yields the same batches for the same arguments.
+    manifest (endlessly with `repeat`). `drop_remainder=True` gives the static batch shape TPUs need
+    (for evaluation it drops each shard's short last batch: evaluate with drop_remainder=False). The
+    numpy reader (`data_prep.numpy_reader.make_numpy_reader`) yields the same batches for the same
+    arguments.
     """
     ms = as_manifests(manifests)
     schema = ms[0].schema

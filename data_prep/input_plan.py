@@ -125,7 +125,8 @@ def fail_or_skip(failures: list[tuple[str, str, str]], n_inputs: int, args) -> N
     if args.strict or not getattr(args, "skip_bad_files", False):
         msg = "; ".join(f"{path}: {reason}: {detail}" for path, reason, detail in failures)
         others = n_inputs - len({p for p, _, _ in failures})
-        hint = f" (pass --skip-bad-files to build from the other {others} file(s))" if others and not args.strict else ""
+        hint = (f" (pass --skip-bad-files to build from the other {others} file(s))"
+                if others and not args.strict else "")
         raise BuildError(msg + hint)
     for path, reason, detail in failures:
         print(f"warning: {path}: {reason}: {detail} (--skip-bad-files: building from the other files)",

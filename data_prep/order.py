@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 import operator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 

@@ -101,9 +101,11 @@ def parse_lines(data: bytes, line_no: np.ndarray, spec: TableSpec, layout: Layou
     sub = np.zeros(ok.size, dtype=np.int16)
     sub[seqlen == 0] = 1 + REASONS.index("empty_sequence")
     laid, truncated = layout.apply(codes, s0, e0)
-    # invalid bytes show up as 255 in the laid-out codes; cut-off tails are checked separately
-    bad_char = (laid == alphabet.INVALID).any(axis=1)
-    if layout.trim_5:  # the trimmed 5' end is not in `laid`: check it too
+    # invalid bytes show up as 255 in the laid-out codes; cut-off tails are checked separately.
+    # A sequence shorter than the layout's minimum is laid out from bytes that are not its own
+    # (the rest of the chunk), so only its own bytes -- all inside the 5' head below -- are checked.
+    bad_char = (laid == alphabet.INVALID).any(axis=1) & (seqlen >= layout.min_length)
+    if layout.trim_5:  # the trimmed 5' end is not in `laid`: check it too (all of a short sequence)
         head = np.minimum(s0[:, None] + np.arange(layout.trim_5), np.maximum(e0 - 1, s0)[:, None])
         bad_char |= (codes[head] == alphabet.INVALID).any(axis=1) & (seqlen > 0)
     for j in np.flatnonzero(truncated & ~bad_char):

@@ -11,6 +11,7 @@ template with numpy instead of calling protobuf per record.
 """
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -121,15 +122,8 @@ class RecordSchema:
 
     def _template(self) -> tuple[np.ndarray, dict[str, int]]:
         """The zero-payload record and each payload's byte offset (found by flipping one payload)."""
-        kinds = self.fixed_features
-
-        def build(flip: str | None) -> np.ndarray:
-            payloads = {n: (k, (b"\xff" if n == flip else b"\x00") * size) for n, (k, size) in kinds.items()}
-            return np.frombuffer(encode_example(payloads), dtype=np.uint8)
-
-        base = build(None)
-        offsets = {n: int(np.flatnonzero(build(n) != base)[0]) for n in kinds}
-        return base.copy(), offsets
+        base, offsets = _cached_template(self)
+        return base.copy(), dict(offsets)
 
     @property
     def fixed_size(self) -> bool:
@@ -142,8 +136,8 @@ class RecordSchema:
         Fixed-size records let the reader slice fields straight out of a decompressed shard
         instead of parsing protobufs one by one; 12 = the TFRecord length + length-CRC header.
         """
-        template, off = self._template()
-        return template.size + 16, {k: v + 12 for k, v in off.items()}
+        size, off = _framed_layout(self)
+        return size, dict(off)
 
     def serialize_fixed(self, seq: np.ndarray, fold: np.ndarray, label: np.ndarray | None = None,
                         is_singleton: np.ndarray | None = None) -> np.ndarray:
@@ -196,6 +190,24 @@ class RecordSchema:
         if d.get("version") != SCHEMA_VERSION:
             raise ValueError(f"unsupported record schema version {d.get('version')!r} (expected {SCHEMA_VERSION})")
         return cls(int(d["length"]), bool(d["labeled"]), bool(d["singleton"]), bool(d["has_ids"]))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_template(schema: RecordSchema) -> tuple[np.ndarray, dict[str, int]]:
+    kinds = schema.fixed_features
+
+    def build(flip: str | None) -> np.ndarray:
+        payloads = {n: (k, (b"\xff" if n == flip else b"\x00") * size) for n, (k, size) in kinds.items()}
+        return np.frombuffer(encode_example(payloads), dtype=np.uint8)
+
+    base = build(None)
+    return base, {n: int(np.flatnonzero(build(n) != base)[0]) for n in kinds}
+
+
+@functools.lru_cache(maxsize=16)
+def _framed_layout(schema: RecordSchema) -> tuple[int, dict[str, int]]:
+    base, off = _cached_template(schema)
+    return base.size + 16, {k: v + 12 for k, v in off.items()}
 
 
 def _small_int(values: np.ndarray, name: str) -> np.ndarray:

@@ -7,8 +7,8 @@ boundaries. Chunk boundaries depend only on the input and `chunk_bytes`, never o
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from data_prep.columns import SAMPLE_LINES, ColumnError, Resolved, resolve
 from data_prep.parse import TableSpec
@@ -132,7 +132,8 @@ _BOM = b"\xef\xbb\xbf"
 _NOT_TEXT = {b"\xff\xfe": "UTF-16 text (save it as UTF-8)", b"\xfe\xff": "UTF-16 text (save it as UTF-8)",
              b"PK\x03\x04": "a ZIP archive (an Excel .xlsx workbook? export it as CSV/TSV)",
              b"BZh": "bzip2-compressed (only gzip is read; decompress it or recompress with gzip)",
-             b"\xfd7zXZ\x00": "xz-compressed (only gzip is read)", b"\x28\xb5\x2f\xfd": "zstd-compressed (only gzip is read)",
+             b"\xfd7zXZ\x00": "xz-compressed (only gzip is read)",
+             b"\x28\xb5\x2f\xfd": "zstd-compressed (only gzip is read)",
              b"PAR1": "a Parquet file (export it as CSV/TSV)"}
 
 

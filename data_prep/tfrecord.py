@@ -21,14 +21,13 @@ from dataclasses import dataclass
 import google_crc32c
 import numpy as np
 
-try:  # ISA-L: ~6x faster than zlib -1 at a smaller size (benchmarks/data_prep_build.py, README "1. Data")
+try:  # ISA-L: 6x faster than zlib -1 and smaller (README "1. Data": why isal level 1)
     import isal
     from isal import igzip as _gunzip_impl
-    from isal import isal_zlib
     from isal import isal_zlib as _gzip_impl
 
     COMPRESSOR = f"isal {isal.__version__} level 1"
-    _ERRORS: tuple = (OSError, EOFError, zlib.error, isal_zlib.error)
+    _ERRORS: tuple = (OSError, EOFError, zlib.error, _gzip_impl.error)
 except ImportError:  # pragma: no cover - isal is a dependency; zlib keeps a bare install working
     _gzip_impl, _gunzip_impl = zlib, gzip
     COMPRESSOR = f"zlib {zlib.ZLIB_VERSION} level 1"
@@ -102,7 +101,7 @@ class Segment:
     def records(self) -> int:
         return sum(self.counts)
 
-    def split(self, r: int) -> tuple["Segment", "Segment"]:
+    def split(self, r: int) -> tuple[Segment, Segment]:
         """The first r records and the rest; only a member that straddles record r is re-compressed."""
         k, done = 0, 0
         while done + self.counts[k] <= r:

@@ -1,7 +1,7 @@
-"""`python -m seq2exp.evaluate --model crmnet|legnet|cnn_bilstm|macaron`: evaluate any registered model."""
+"""`python -m seq2exp.evaluate --model NAME` / `seq2exp-evaluate`: the evaluate command for any registered model."""
 import sys
 
 from seq2exp.cli.commands import evaluate_main
 
 if __name__ == "__main__":
-    sys.exit(evaluate_main(model=None))
+    sys.exit(evaluate_main())

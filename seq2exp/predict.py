@@ -1,7 +1,7 @@
-"""`python -m seq2exp.predict --model crmnet|legnet|cnn_bilstm|macaron`: predictions of any registered model."""
+"""`python -m seq2exp.predict --model NAME` / `seq2exp-predict`: the predict command for any registered model."""
 import sys
 
 from seq2exp.cli.commands import predict_main
 
 if __name__ == "__main__":
-    sys.exit(predict_main(model=None))
+    sys.exit(predict_main())

@@ -1,7 +1,7 @@
-"""`python -m seq2exp.train --model crmnet|legnet|cnn_bilstm|macaron`: train any registered model."""
+"""`python -m seq2exp.train --model NAME` / `seq2exp-train`: the train command for any registered model."""
 import sys
 
 from seq2exp.cli.commands import train_main
 
 if __name__ == "__main__":
-    sys.exit(train_main(model=None))
+    sys.exit(train_main())

@@ -41,7 +41,7 @@ class KmerRidge:
         x = kmer_counts(codes, self.k)
         return (x - self.mean_) / self.scale_
 
-    def fit(self, codes: np.ndarray, y: np.ndarray) -> "KmerRidge":
+    def fit(self, codes: np.ndarray, y: np.ndarray) -> KmerRidge:
         x = kmer_counts(codes, self.k)
         self.mean_, self.scale_ = x.mean(0), x.std(0) + 1e-6
         x = (x - self.mean_) / self.scale_

@@ -23,8 +23,8 @@ from scipy import stats as sps
 
 from data_prep.layouts import ADAPTER_3, ADAPTER_5, get_layout
 from seq2exp.analysis.evaluation import encode_sequences
-from seq2exp.layers.one_hot import OneHotIndex
 from seq2exp.engine.registry import ModelSpec, OneHotAdapter, identity_prediction
+from seq2exp.layers.one_hot import OneHotIndex
 
 BASES = "ACGT"
 IUPAC = {"A": "A", "C": "C", "G": "G", "T": "T", "R": "AG", "Y": "CT", "S": "CG", "W": "AT", "K": "GT",

@@ -88,7 +88,7 @@ def ism_heatmap(matrix, seq: str, stem: str, title: str) -> list[str]:
     lim = np.nanmax(np.abs(mat)) or 1.0
     im = ax.imshow(mat, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest",
                    extent=(positions[0] - 0.5, positions[-1] + 0.5, 3.5, -0.5))
-    for k, pos in enumerate(positions):
+    for pos in positions:
         ref = "ACGT".find(seq[pos]) if pos < len(seq) else -1
         if ref >= 0:
             ax.plot(pos, ref, "k.", ms=2)

@@ -373,9 +373,9 @@ def write_report(model, spec, data: list[str], out: str, n_boot: int = 10000, co
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["dream"]:
-        return stats.dream_main(argv[1:])
+        return stats.dream_main(argv[1:], prog="python -m seq2exp.analysis.report dream")
     print("usage: python -m seq2exp.analysis.report dream PREDICTIONS --subsets JSON  "
-          "(reports for a trained run: python -m crmnet.evaluate RUN DATA... --report DIR)", file=sys.stderr)
+          "(reports for a trained run: seq2exp-evaluate RUN DATA... --report DIR)", file=sys.stderr)
     return 2
 
 

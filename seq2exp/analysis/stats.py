@@ -284,15 +284,16 @@ def dream_score(y, p, subsets: dict) -> dict:
             "complete": not missing, "missing": missing, "subsets": per}
 
 
-def dream_main(argv: list[str] | None = None) -> int:
-    """`python -m seq2exp.analysis.report dream PRED --subsets JSON`: the DREAM score of a predictions table."""
-    p = argparse.ArgumentParser(prog="python -m seq2exp.analysis.report dream",
+def dream_main(argv: list[str] | None = None, prog: str = "seq2exp-report dream") -> int:
+    """`seq2exp-report dream PRED --subsets JSON`: the DREAM score of a predictions table."""
+    p = argparse.ArgumentParser(prog=prog,
                                 description="DREAM 2022 weighted Pearson/Spearman score of a predictions table.")
     p.add_argument("predictions", help="CSV/TSV with a measured and a predicted column (rows = subset indices)")
-    p.add_argument("--subsets", required=True, help="JSON {subset: [row, ...] or [[ref_row, alt_row], ...]}")
-    p.add_argument("--y-col", default="measured")
-    p.add_argument("--p-col", default="prediction")
-    p.add_argument("--out", help="write the score JSON here")
+    p.add_argument("--subsets", required=True, metavar="FILE",
+                   help="JSON {subset: [row, ...] or [[ref_row, alt_row], ...]}")
+    p.add_argument("--y-col", default="measured", metavar="COLUMN", help="measured column (default: measured)")
+    p.add_argument("--p-col", default="prediction", metavar="COLUMN", help="predicted column (default: prediction)")
+    p.add_argument("--score-json", metavar="FILE", help="write the score as JSON to this file")
     args = p.parse_args(argv)
     table = pd.read_csv(args.predictions, sep=None, engine="python")
     for col in (args.y_col, args.p_col):
@@ -303,7 +304,7 @@ def dream_main(argv: list[str] | None = None) -> int:
     res = dream_score(table[args.y_col].to_numpy(float), table[args.p_col].to_numpy(float), subsets)
     print(f"Pearson score {res['pearson_score']:.4f}  Spearman score {res['spearman_score']:.4f}"
           + ("" if res["complete"] else f"  (partial: missing {res['missing']})"))
-    if args.out:
-        with open(args.out, "w") as fh:
+    if args.score_json:
+        with open(args.score_json, "w") as fh:
             json.dump(res, fh, indent=2)
     return 0

@@ -14,7 +14,7 @@ import zipfile
 #: numeric settings and their smallest valid value (None is allowed where the field is Optional)
 MINIMUM = {"epochs": 1, "batch_size": 1, "steps_per_epoch": 1, "steps_per_execution": 1, "patience": 0,
            "keep_checkpoints": 1, "pretrain_epochs": 1, "shuffle_buffer": 0, "demo_size": 10,
-           "log_every_seconds": 0, "stall_timeout_s": 1}
+           "log_every_seconds": 0, "stall_timeout_s": 1, "tensorboard_every": 0}
 LIST_FIELDS = ("data", "test", "pretrain_data")
 
 
@@ -62,7 +62,8 @@ def check_values(values: dict, fields, args=None, config_path: str | None = None
             if not optional and object not in kinds:
                 problems.append(f"{where}: needs {_type_name(kinds)}, got nothing (null)")
             continue
-        ok = object in kinds or (isinstance(value, tuple(kinds)) and not (isinstance(value, bool) and bool not in kinds))
+        is_bool_only = isinstance(value, bool) and bool not in kinds  # True is an int to Python, not to a config
+        ok = object in kinds or (isinstance(value, tuple(kinds)) and not is_bool_only)
         if not ok:
             problems.append(f"{where}: needs {_type_name(kinds)}, got {value!r} ({type(value).__name__})")
             continue
@@ -80,11 +81,9 @@ def _suggest(word: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def check_model_options(spec, preset: str | None, model_config: dict) -> None:
-    """--preset is one of the model's presets; --model-config names its arguments with values of their type."""
-    if preset is not None and preset not in spec.presets:
-        raise UsageError(f"--preset {preset!r} is not a preset of {spec.name}{_suggest(preset, spec.presets)}; "
-                         f"choose from {', '.join(sorted(spec.presets))}, or leave it out for the published size")
+def check_model_config(spec, model_config: dict) -> None:
+    """--model-config names the model's constructor arguments, with values of their type (--preset is checked
+    by `seq2exp.cli.commands.effective_config`)."""
     if not isinstance(model_config, dict):
         raise UsageError(f"--model-config needs a JSON object like '{{\"seq_len\": 112}}', got {model_config!r}")
     defaults = spec.default_config()
@@ -130,8 +129,8 @@ def check_labeled(manifests, what: str, fix: str) -> None:
 
     for m in manifests:
         if not m.schema.labeled:
-            raise UsageError(f"{dataset_source(m)}: has no measured expression (built from FASTA or with --expr-col none), "
-                             f"so it cannot be {what}; {fix}")
+            raise UsageError(f"{dataset_source(m)}: has no measured expression (built from FASTA or with "
+                             f"--expr-col none), so it cannot be {what}; {fix}")
 
 
 def check_keras_file(path: str) -> str:
@@ -165,6 +164,6 @@ def check_label_range(manifests, split: str) -> None:
         if worst > LABEL_LIMIT:
             from seq2exp.engine.data import dataset_source
 
-            raise UsageError(f"{dataset_source(m)}: labels in the {split} split reach {worst:.3g}, beyond ±{LABEL_LIMIT:.2g} "
-                             "where their squares overflow float32 (the loss and metrics would be inf); rescale "
-                             "them (e.g. log) or remove the outliers and rebuild")
+            raise UsageError(f"{dataset_source(m)}: labels in the {split} split reach {worst:.3g}, beyond "
+                             f"±{LABEL_LIMIT:.2g} where their squares overflow float32 (the loss and metrics would "
+                             "be inf); rescale them (e.g. log) or remove the outliers and rebuild")

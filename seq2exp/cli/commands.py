@@ -1,41 +1,73 @@
-"""The command lines: train / evaluate / predict for any registered model.
+"""The command lines: build / train / evaluate / predict / report for any registered model.
 
-`python -m seq2exp.train|evaluate|predict` and each model package's `python -m crmnet.train`, ...
-call these (the latter with their model name fixed). The run itself is in `seq2exp.cli.run`.
+Console scripts (`seq2exp-train`, `crmnet-train`, ...) and the `python -m` forms (`seq2exp.train`,
+`crmnet.train`, ...) call these; a model package's own commands fix `model`. Flags are parsed and
+checked before TensorFlow is imported; the run itself is in `seq2exp.cli.run`.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
 from seq2exp.cli import config as run_config
-from seq2exp.cli.checks import UsageError, check_keras_file, check_labeled, check_model_options
+from seq2exp.cli.checks import UsageError, check_keras_file, check_labeled, check_model_config
 from seq2exp.cli.outputs import atomic_output, check_inputs_exist, check_out, exit_code, scratch_dir
-from seq2exp.engine.registry import get_model_spec, load_all_models
+from seq2exp.cli.parsing import CommandParser, command_name, quiet_tensorflow
+from seq2exp.engine.registry import get_model_spec, load_all_models, model_names
+
+_HELP = ("-h", "--help")
+
+
+def _fail(prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def _presets(model: str | None) -> list[str]:
+    """Preset names for --help (imports the model packages, so only when help is asked for)."""
+    specs = [get_model_spec(model)] if model else load_all_models()
+    return sorted({name for spec in specs for name in spec.presets})
+
+
+def effective_config(cfg: run_config.RunConfig, spec) -> None:
+    """Fill what the model's registry entry decides, so the saved config.yaml reproduces the run alone."""
+    if cfg.preset is not None and cfg.preset not in spec.presets:
+        raise ValueError(f"preset must be one of {', '.join(sorted(spec.presets))} for model {spec.name}; "
+                         f"got {cfg.preset!r}")
+    cfg.optimizer = dict(cfg.optimizer or spec.optimizer)
+    cfg.schedule = dict(cfg.schedule or spec.schedule)
 
 
 def train_main(argv: list[str] | None = None, model: str | None = None) -> int:
-    from seq2exp.cli.run import DEMO_DEFAULTS, run_training
+    from seq2exp.cli.run import DEMO_DEFAULTS
 
-    p = argparse.ArgumentParser(prog=f"python -m {model or 'seq2exp'}.train" if model else "python -m seq2exp.train",
-                                description="Train a sequence-to-expression model (no data: the embedded demo).")
-    run_config.add_arguments(p, model)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = command_name(f"{model}-train" if model else "seq2exp-train")
+    p = CommandParser(prog=prog, description="Train a sequence-to-expression model (no --data: the embedded "
+                      "demo on simulated data).\n\nEvery setting can also come from --config FILE (YAML/JSON; "
+                      "a run's config.yaml reproduces that run); flags override the file.")
+    help_asked = any(a in _HELP for a in argv)
+    if help_asked:
+        quiet_tensorflow("--verbose" in argv)
+    run_config.add_arguments(p, model, _presets(model) if help_asked else None)
     args = p.parse_args(argv)
-    try:  # every flag and config value is checked here, before the run folder or the data are touched
+    try:
         in_file = run_config.load_file(args.config) if args.config else {}
         demo = not args.data and not in_file.get("data")
         if demo:  # a CPU-sized run unless the user says otherwise (by flag or in the config file)
             for key, value in DEMO_DEFAULTS.items():
                 if getattr(args, key) is None and key not in in_file:
                     setattr(args, key, value)
-        cfg = run_config.resolve(args, model)
+        cfg = run_config.resolve(args, model)  # every value checked here, before TensorFlow starts
+        quiet_tensorflow(args.verbose)
         spec = get_model_spec(cfg.model)
-        check_model_options(spec, cfg.preset, cfg.model_config)
+        effective_config(cfg, spec)
+        check_model_config(spec, cfg.model_config)
     except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _fail(prog, str(err))
+    from seq2exp.cli.run import run_training
+
     return run_training(cfg, spec, demo)
 
 
@@ -56,7 +88,7 @@ def _load_model(path: str, model_name: str | None):
     return model, get_model_spec(model_name or model.name)
 
 
-def _guarded(body, args) -> int:
+def _guarded(body, args, prog: str) -> int:
     """A command body with its known failures as one line (exit 2), interruptions as 130/143."""
     from data_prep.errors import BuildError
     from data_prep.manifest import ManifestError
@@ -65,35 +97,52 @@ def _guarded(body, args) -> int:
     try:
         return body(args)
     except (UsageError, BuildError, ManifestError, InputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _fail(prog, str(err))
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM while a temporary file or folder was open
-        print("interrupted; temporary files removed, nothing half-written left", file=sys.stderr)
+        print(f"{prog}: interrupted; temporary files removed, nothing half-written left", file=sys.stderr)
         return exit_code(err)
 
 
+def _trained_model_parser(command: str, model: str | None, description: str) -> CommandParser:
+    """The parser of a command that reads a trained model: RUN first, then --model unless it is fixed."""
+    p = CommandParser(prog=command_name(f"{model}-{command}" if model else f"seq2exp-{command}"),
+                      description=description)
+    p.add_argument("model_path", metavar="RUN", help="run folder or .keras file")
+    if model is None:
+        names = model_names()
+        p.add_argument("--model", choices=names, metavar="{" + ",".join(names) + "}",
+                       help=f"model name, when the run folder does not say: one of {', '.join(names)}")
+    else:
+        p.set_defaults(model=model)
+    return p
+
+
 def evaluate_main(argv: list[str] | None = None, model: str | None = None) -> int:
-    p = argparse.ArgumentParser(prog=f"python -m {model or 'seq2exp'}.evaluate",
-                                description="Exact metrics of a trained model on test data (folders or raw files).")
-    p.add_argument("model_path", help="run folder or .keras file")
-    p.add_argument("data", nargs="+", help="dataset folders or TSV/CSV files")
-    p.add_argument("--model", default=model, help="model name, when the .keras file does not say")
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--out", help="write metrics JSON here")
-    p.add_argument("--work", default=None, help="where raw files are built (default: a temp folder)")
+    p = _trained_model_parser("evaluate", model, "Exact metrics of a trained model on test data (folders or raw "
+                                                 "files); --report writes a full report folder.")
+    p.add_argument("data", nargs="+", metavar="DATA", help="dataset folders or TSV/CSV files")
+    p.add_argument("--batch-size", type=int, default=1024, metavar="N", help="sequences per prediction batch "
+                                                                              "(default: 1024)")
+    p.add_argument("--metrics-json", metavar="FILE", help="write the metrics as JSON to this file")
+    p.add_argument("--work", default=None, metavar="DIR", help="where raw files are built (default: a temp folder)")
     r = p.add_argument_group("report (seq2exp.analysis.report): CIs, comparison, variant effects, ISM, saliency")
     r.add_argument("--report", metavar="DIR", help="write a self-contained report folder here")
-    r.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples for the CIs (0: none)")
-    r.add_argument("--compare-col", default="Predicted Expression",
-                   help="another predictor's column in the data files to compare with ('none': off)")
+    r.add_argument("--bootstrap", type=int, default=10000, metavar="N",
+                   help="bootstrap resamples for the CIs (0: none; default: 10000)")
+    r.add_argument("--compare-col", default="Predicted Expression", metavar="COLUMN",
+                   help="another predictor's column in the data files to compare with ('none': off; default: "
+                        "'Predicted Expression')")
     r.add_argument("--ism", nargs="+", default=[], metavar="SEQ", help="saturation mutagenesis of these sequences")
     r.add_argument("--saliency", action="store_true", help="input x gradient saliency, logos, motif enrichment")
-    r.add_argument("--saliency-n", type=int, default=200, help="sequences sampled for the motif saliency")
+    r.add_argument("--saliency-n", type=int, default=200, metavar="N",
+                   help="sequences sampled for the motif saliency (default: 200)")
     r.add_argument("--motif", nargs="+", default=None, metavar="MOTIF",
                    help="PWM files, NAME=CONSENSUS or IUPAC consensus (default: the demo's yeast sites)")
-    r.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the saliency sample")
+    r.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of the bootstrap and of the saliency sample (default: 0)")
     args = p.parse_args(argv)
-    return _guarded(_evaluate, args)
+    quiet_tensorflow(args.verbose)
+    return _guarded(_evaluate, args, p.prog)
 
 
 def _evaluate(args) -> int:
@@ -103,7 +152,7 @@ def _evaluate(args) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
     check_inputs_exist(args.data, "test data")
-    check_out(args.out, args.data, overwrite=True)  # a metrics file may be rewritten, an input never
+    check_out(args.metrics_json, args.data, overwrite=True, flag="--metrics-json")  # may be rewritten, an input never
     keras_model, spec = _load_model(args.model_path, args.model)
     if args.report:
         from seq2exp.analysis.report import write_report
@@ -112,8 +161,8 @@ def _evaluate(args) -> int:
                            compare_col=args.compare_col, ism=args.ism, saliency=args.saliency,
                            saliency_n=args.saliency_n, motifs=args.motif, seed=args.seed,
                            batch_size=args.batch_size, model_path=args.model_path)
-        if args.out:
-            with atomic_output(args.out) as fh:
+        if args.metrics_json:
+            with atomic_output(args.metrics_json) as fh:
                 json.dump({k: {m: v["model"][m]["value"] for m in ("pearson", "spearman", "r2", "mse", "mae")}
                            | {"n": v["n"]} for k, v in rep["subsets"].items()}, fh, indent=2)
         return 0
@@ -126,25 +175,28 @@ def _evaluate(args) -> int:
             results[name] = r
             print(f"{name:40s} n={r['n']:7d} pearson {r['pearson']:.4f} spearman "
                   f"{r['spearman']:.4f} R2 {r['r2']:.4f} MSE {r['mse']:.4f} MAE {r['mae']:.4f}")
-    if args.out:
-        with atomic_output(args.out) as fh:
+    if args.metrics_json:
+        with atomic_output(args.metrics_json) as fh:
             json.dump(results, fh, indent=2)
     return 0
 
 
 def predict_main(argv: list[str] | None = None, model: str | None = None) -> int:
-    p = argparse.ArgumentParser(prog=f"python -m {model or 'seq2exp'}.predict",
-                                description="Predict expression for sequences in TSV/CSV/FASTA (.gz) files.")
-    p.add_argument("model_path", help="run folder or .keras file")
-    p.add_argument("inputs", nargs="+")
-    p.add_argument("--model", default=model)
-    p.add_argument("--out", default="-", help="output TSV (default: stdout)")
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--seq-col", default=None)
-    p.add_argument("--header", default="auto", choices=["auto", "yes", "no"])
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p = _trained_model_parser("predict", model, "Predict expression for sequences in TSV/CSV/FASTA (.gz) files; "
+                                                "every input line gets an output row (invalid ones with the reason).")
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="TSV/CSV/FASTA files, optionally .gz")
+    p.add_argument("--predictions", default="-", metavar="FILE",
+                   help="write the predictions TSV to this file (default: standard output)")
+    p.add_argument("--batch-size", type=int, default=1024, metavar="N",
+                   help="sequences per prediction batch (default: 1024)")
+    p.add_argument("--seq-col", default=None, metavar="COLUMN",
+                   help="sequence column name or 0-based index (default: found from the header)")
+    p.add_argument("--header", default="auto", choices=["auto", "yes", "no"],
+                   help="whether table files start with a header line: one of auto, yes, no (default: auto)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --predictions file (never an input)")
     args = p.parse_args(argv)
-    return _guarded(_predict, args)
+    quiet_tensorflow(args.verbose)
+    return _guarded(_predict, args, p.prog)
 
 
 def _predict(args) -> int:
@@ -153,14 +205,43 @@ def _predict(args) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
     check_inputs_exist(args.inputs)
-    check_out(args.out, args.inputs, args.overwrite)
-    check_prediction_inputs(args.inputs, args.seq_col, args.header)  # every file readable before --out is touched
+    check_out(args.predictions, args.inputs, args.overwrite, flag="--predictions")
+    check_prediction_inputs(args.inputs, args.seq_col, args.header)  # every file readable before the output is made
     keras_model, spec = _load_model(args.model_path, args.model)
     stats: dict = {}
-    with atomic_output(args.out) as out:  # written beside --out and renamed into place when complete
+    with atomic_output(args.predictions) as out:  # written beside its name and renamed into place when complete
         n = predict_files(keras_model, spec, args.inputs, out, args.batch_size, args.seq_col, args.header, stats)
     cut = stats.get("truncated", 0)
     note = (f"; {cut:,} longer than the {stats['length']}-nt {spec.layout} layout were cut ({stats['cut']}; "
             "see the note column)") if cut else ""
     print(f"predicted {n:,} sequences{note}", file=sys.stderr)
     return 0
+
+
+def build_main(argv: list[str] | None = None) -> int:
+    """data_prep.build, with the layouts of every registered model (a model package may add its own)."""
+    from data_prep import build
+    from data_prep.layouts import LAYOUTS
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
+    layout = next((a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+                   for i, a in enumerate(argv) if a.split("=", 1)[0] == "--layout"), None)
+    if any(a in _HELP for a in argv) or (layout is not None and layout not in LAYOUTS):
+        quiet_tensorflow(verbose)
+        load_all_models()  # their registry modules register any layout of their own
+    return build.main(argv, prog=command_name("seq2exp-build"))
+
+
+def report_main(argv: list[str] | None = None) -> int:
+    """`seq2exp-report dream PREDICTIONS --subsets JSON`: the DREAM 2022 weighted score."""
+    from seq2exp.analysis import stats
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = command_name("seq2exp-report")
+    if argv[:1] == ["dream"]:
+        return stats.dream_main(argv[1:], prog=f"{prog} dream")
+    print(f"usage: {prog} dream PREDICTIONS --subsets JSON  (report folders for a trained run: "
+          "seq2exp-evaluate RUN DATA... --report DIR)", file=sys.stderr)
+    return 2

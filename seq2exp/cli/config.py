@@ -9,50 +9,44 @@ import argparse
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import yaml
 
 from seq2exp.cli.checks import check_values
-from seq2exp.engine.settings import STRATEGIES, VERIFY_MODES, TrainSettings, check_choice
+from seq2exp.engine.settings import STRATEGIES, VERIFY_MODES, TrainSettings, setting
 
 
 @dataclass
 class RunConfig(TrainSettings):
     """A training command's whole configuration: the loop's `TrainSettings` and what the command adds."""
-    model: str = "crmnet"
-    #: named small configuration from the model's registry entry ("tiny", "small"); None = published size
-    preset: str | None = None
-    #: overrides of the model's constructor arguments
-    model_config: dict = field(default_factory=dict)
-    #: training data: dataset folders (data_prep.build output) or raw TSV/CSV files (built into the run)
-    data: list = field(default_factory=list)
-    train_split: str = "train"
-    val_split: str = "val"
-    #: test sets evaluated with the best weights after training (folders or raw files)
-    test: list = field(default_factory=list)
-    #: pre-training data (e.g. two growth media, sampled evenly); then fine-tune on `data`
-    pretrain_data: list = field(default_factory=list)
-    pretrain_epochs: int | None = None
-    #: initial weights (checkpoint or .keras) for fine-tuning
-    init_from: str | None = None
-    run_dir: str | None = None
-    resume: bool = False
-    #: replace an earlier run in run_dir (its files only); without it such a folder is refused
-    overwrite: bool = False
-    #: one of seq2exp.engine.settings.STRATEGIES
-    strategy: str = "auto"
-    tpu: str | None = None
-    shuffle_buffer: int = 100_000
-    #: one of seq2exp.engine.settings.VERIFY_MODES
-    verify_data: str = "sha256"
-    #: demo data size when no data is given (simulated)
-    demo_size: int = 12_000
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_choice("strategy", self.strategy, STRATEGIES)
-        check_choice("verify_data", self.verify_data, VERIFY_MODES)
+    model: str = setting("crmnet", help="the model to train")
+    preset: str | None = setting(None, help="a named size from the model's registry entry (default: the published "
+                                            "size)")
+    model_config: dict = setting(factory=dict, help="overrides of the model's constructor arguments, as JSON")
+    data: list = setting(factory=list, help="training data: dataset folders (data_prep.build output) or raw "
+                                            "TSV/CSV/FASTA files, built into the run (space- or comma-separated)")
+    train_split: str = setting("train", help="split of the data to train on")
+    val_split: str = setting("val", help="split of the data to validate on (early stopping, best weights)")
+    test: list = setting(factory=list, help="test sets scored with the best weights after training, next to the "
+                                            "6-mer ridge baseline (folders or raw files)")
+    pretrain_data: list = setting(factory=list, help="pre-training data (e.g. two growth media, sampled evenly); "
+                                                     "then fine-tune on --data")
+    pretrain_epochs: int | None = setting(None, help="epochs of pre-training (default: --epochs)")
+    init_from: str | None = setting(None, help="initial weights for fine-tuning: a .keras file, checkpoint or run "
+                                               "folder")
+    run_dir: str | None = setting(None, help="the run folder (default: runs/MODEL-DATE-TIME)")
+    resume: bool = setting(False, help="continue the run in --run-dir from its newest intact checkpoint")
+    overwrite: bool = setting(False, help="replace an earlier run in --run-dir (only its files); without it such a "
+                                          "folder is refused")
+    strategy: str = setting("auto", choices=STRATEGIES,
+                            help="tf.distribute strategy; auto: a TPU, TF_CONFIG's workers, all local GPUs or one "
+                                 "device")
+    tpu: str | None = setting(None, help="TPU name or 'local' (a TPU VM's own chips)")
+    shuffle_buffer: int = setting(100_000, help="records in the training shuffle buffer")
+    verify_data: str = setting("sha256", choices=VERIFY_MODES,
+                               help="shard check before training: sha256 (size + hash, ~1 s/GB) or size (instant)")
+    demo_size: int = setting(12_000, help="simulated training sequences of the demo (when no --data is given)")
 
     def train_settings(self, **changes) -> TrainSettings:
         """The loop's share of this config (e.g. `epochs=` of a pre-training stage)."""
@@ -96,30 +90,57 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_arguments(p: argparse.ArgumentParser, model: str | None) -> None:
-    """One flag per RunConfig field; defaults are None so 'not given' is distinguishable."""
-    p.add_argument("--config", help="YAML/JSON run config; flags override it")
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg} at character {err.pos}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {text!r}")
+    return value
+
+
+def _choices_text(choices) -> str:
+    return ", ".join(map(str, choices))
+
+
+def add_arguments(p: argparse.ArgumentParser, model: str | None, presets: list[str] | None = None) -> None:
+    """One flag per RunConfig field, with its help and closed set; defaults are None so 'not given' is
+    distinguishable from the default (a config file fills in between)."""
+    p.add_argument("--config", metavar="FILE", help="YAML/JSON run config (e.g. a run's config.yaml); flags "
+                                                    "override it")
     for f in dataclasses.fields(RunConfig):
         if f.name == "model" and model is not None:
             continue
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        help_text = f"(default: {f.default if f.default is not dataclasses.MISSING else f.default_factory()})"
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        choices = f.metadata.get("choices")
+        help_text = f.metadata["help"]
         if f.name == "model":
             from seq2exp.engine.registry import model_names
 
-            help_text = f"one of {', '.join(model_names())} {help_text}"
+            choices = tuple(model_names())
+            help_text = f"{help_text}: one of {_choices_text(choices)}"
+        elif f.name == "preset" and presets:
+            help_text = f"{help_text}: one of {_choices_text(presets)}"
+        elif choices:
+            help_text = f"{help_text}: one of {_choices_text(choices)}"
+        if default not in (None, {}, []):
+            help_text = f"{help_text} (default: {default})"
+        kwargs = {"default": None, "help": help_text}
         if kind == "bool":
-            p.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            p.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
         elif kind == "list":
-            p.add_argument(_flag(f.name), nargs="+", default=None, help=help_text)
+            p.add_argument(_flag(f.name), nargs="+", metavar="PATH", **kwargs)
         elif kind == "dict":
-            p.add_argument(_flag(f.name), type=json.loads, default=None, help="JSON " + help_text)
+            p.add_argument(_flag(f.name), type=_json_object, metavar="JSON", **kwargs)
         elif kind.startswith("int"):
-            p.add_argument(_flag(f.name), type=int, default=None, help=help_text)
+            p.add_argument(_flag(f.name), type=int, metavar="N", **kwargs)
         elif kind.startswith("float"):
-            p.add_argument(_flag(f.name), type=float, default=None, help=help_text)
+            p.add_argument(_flag(f.name), type=float, metavar="X", **kwargs)
         else:
-            p.add_argument(_flag(f.name), default=None, help=help_text)
+            p.add_argument(_flag(f.name), choices=choices, metavar="{" + ",".join(choices) + "}" if choices else
+                           f.name.split("_")[-1].upper(), **kwargs)
 
 
 def resolve(args: argparse.Namespace, model: str | None = None) -> RunConfig:

@@ -65,8 +65,9 @@ def train_stage(cfg: RunConfig, spec: ModelSpec, strategy, run_dir: str, train_s
     settings = cfg.train_settings(epochs=epochs)
     if len(train_sets) > 1 and settings.steps_per_epoch is None:  # media sampled evenly: one pass's worth
         settings.steps_per_epoch = max(n_train // (cfg.batch_size * strategy.num_replicas_in_sync), 1)
+    n_val = sum(m.records(cfg.val_split) for m in val_sets if cfg.val_split in m.splits)
     resume = resume and has_checkpoint(run_dir)
-    trainer = Trainer(spec, model_config, run_dir, strategy, settings, train_examples=n_train)
+    trainer = Trainer(spec, model_config, run_dir, strategy, settings, train_examples=n_train, val_examples=n_val)
     check_before_training(trainer, spec, list({id(m): m for m in [*train_sets, *val_sets]}.values()),
                           [cfg.train_split, cfg.val_split], cfg.verify_data, say=trainer._say)
     check = pins.check if pins is not None else (lambda when: None)
@@ -112,8 +113,10 @@ def test_report(cfg: RunConfig, spec: ModelSpec, trainer, train_sets, tests) -> 
         model_metrics = trainer.evaluate(
             lambda ctx, m=m, split=split: make_dataset(m, split, trainer.global_batch, ctx, training=False))
         arr = read_arrays(m, split)
-        report[name] = {"model": model_metrics, "ridge_6mer": regression_metrics(arr["label"], ridge.predict(arr["seq"]))}
-    print(f"\n{'test set':40s} {'n':>7s} | {spec.name + ' r':>10s} {'rho':>6s} {'R2':>6s} | {'ridge r':>8s} {'rho':>6s}")
+        report[name] = {"model": model_metrics,
+                        "ridge_6mer": regression_metrics(arr["label"], ridge.predict(arr["seq"]))}
+    print(f"\n{'test set':40s} {'n':>7s} | {spec.name + ' r':>10s} {'rho':>6s} {'R2':>6s} | "
+          f"{'ridge r':>8s} {'rho':>6s}")
     for name, r in report.items():
         a, b = r["model"], r["ridge_6mer"]
         print(f"{name:40s} {a['n']:7d} | {a['pearson']:10.3f} {a['spearman']:6.3f} {a['r2']:6.3f} | "
@@ -132,9 +135,13 @@ def run_training(cfg: RunConfig, spec: ModelSpec, demo: bool) -> int:
     from seq2exp.engine.data import prepare
     from seq2exp.engine.preflight import PreflightError, check_data, check_output_dir
     from seq2exp.engine.settings import NonFiniteLossError
-    from seq2exp.engine.strategy import WorkerLostError, barrier, describe, resolve_strategy
+    from seq2exp.engine.strategy import StrategyError, WorkerLostError, barrier, describe, resolve_strategy
 
-    strategy = resolve_strategy(cfg.strategy, cfg.tpu)  # before other TF work (multi-worker, TPU)
+    try:
+        strategy = resolve_strategy(cfg.strategy, cfg.tpu)  # before other TF work (multi-worker, TPU)
+    except StrategyError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
     info = describe(strategy)
     data_dir = os.path.join(cfg.run_dir, "data")
 

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -57,9 +57,10 @@ def write_failed(what: str, err: Exception, partial: list[str], last_good: str =
                                 "writable, then rerun with --resume.")
 
 
-def write_text(path: str, text: str) -> None:
+def write_text(path: str, text: str | bytes) -> None:
+    """`text` (or bytes) into `path`, whole or not at all."""
     try:
-        with tf.io.gfile.GFile(path + ".tmp", "w") as fh:
+        with tf.io.gfile.GFile(path + ".tmp", "wb" if isinstance(text, bytes) else "w") as fh:
             fh.write(text)
         tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
     except (OSError, tf.errors.OpError) as err:

@@ -15,7 +15,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from data_prep.build import BuildError, build, parser as build_parser
+from data_prep.build import BuildError, build
+from data_prep.build import parser as build_parser
 from data_prep.input_plan import summary_lines
 from data_prep.manifest import MANIFEST, Manifest, load_manifest, sha256_file
 

@@ -16,12 +16,12 @@ import configparser
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
-import keras
-
-from seq2exp.engine.losses import mse
+if TYPE_CHECKING:  # the registry itself imports no Keras: command lines list models before TensorFlow starts
+    import keras
 
 Batch = dict  # {"seq": uint8 (b, L), "label": float32 (b,), "is_singleton": uint8 (b,), ...}
 ENTRY_POINT_GROUP = "seq2exp.models"
@@ -37,7 +37,16 @@ def _label(batch: Batch) -> Any:
 
 def identity_prediction(model: keras.Model, batch: Batch, transform: Callable) -> Any:
     """The default `ModelSpec.predict`: the model's one output for the untransformed batch."""
-    return keras.ops.reshape(model(transform(batch, False), training=False), (-1,))
+    from keras import ops
+
+    return ops.reshape(model(transform(batch, False), training=False), (-1,))
+
+
+def squared_error(targets: Any, outputs: Any) -> Any:
+    """The default `ModelSpec.loss`: seq2exp.engine.losses.mse."""
+    from seq2exp.engine.losses import mse
+
+    return mse(targets, outputs)
 
 
 @dataclass
@@ -59,7 +68,7 @@ class ModelSpec:
     default_config: Callable[[], dict]
     presets: dict[str, Callable[[], dict]] = field(default_factory=dict)
     #: (targets, outputs) -> (b,) per-example loss (seq2exp.engine.losses, or the model package's own)
-    loss: Callable[[Any, Any], Any] = mse
+    loss: Callable[[Any, Any], Any] = squared_error
     #: batch -> model inputs (training=True may augment, e.g. reverse complement)
     inputs: Callable[[Batch, bool], Any] = _seq_only
     #: batch -> what the loss compares the model output with (e.g. soft labels)

@@ -6,7 +6,7 @@ besides the loop (data, model, strategy), so no setting is copied by hand betwee
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 #: Keras dtype policies a run can use (the model's output layers stay float32)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -28,41 +28,44 @@ def check_choice(what: str, value, choices) -> None:
         raise ValueError(f"{what} must be one of {', '.join(choices)}; got {value!r}")
 
 
+def setting(default=MISSING, *, help: str, choices: tuple | None = None, factory=None):
+    """A dataclass field that carries its command-line help (and closed set of values, if any)."""
+    meta = {"help": help, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class TrainSettings:
-    epochs: int = 50
-    #: PER-REPLICA batch (as in the CRMnet paper); the global batch is this x replicas
-    batch_size: int = 1024
-    #: None = one pass over the train split (needs Trainer(train_examples=...)); set it when mixing datasets
-    steps_per_epoch: int | None = None
-    #: training steps per tf.function call (a tf.range loop inside it): fewer host round-trips
-    steps_per_execution: int = 1
-    #: XLA-compile the forward/backward pass
-    jit: bool = False
-    #: Keras dtype policy, one of PRECISIONS
-    precision: str = "float32"
-    #: optimizer / learning-rate schedule settings (seq2exp.engine.optim); empty = the model's ModelSpec defaults
-    optimizer: dict = field(default_factory=dict)
-    schedule: dict = field(default_factory=dict)
-    #: early stopping on validation R^2 (None/0 = never stop early)
-    patience: int | None = 10
-    #: end with the weights of the best validation epoch
-    restore_best: bool = True
-    seed: int = 0
-    #: training checkpoints kept on disk (the newest ones)
-    keep_checkpoints: int = 3
-    #: one of NAN_POLICIES
-    nan_policy: str = "stop"
-    #: seconds between progress lines
-    log_every_seconds: float = 30.0
-    #: batch statistics over the global batch, so multi-replica training matches one device
-    sync_batch_norm: bool = False
-    #: multi-worker only: exit (status 75) after this long without a finished step, evaluation batch or
-    #: save, instead of hanging on a stuck peer; must exceed the slowest single tf.function call
-    stall_timeout_s: float | None = 1800.0
+    epochs: int = setting(50, help="training epochs (passes over the train split, or steps_per_epoch steps)")
+    batch_size: int = setting(1024, help="PER-REPLICA batch size (the CRMnet paper's convention); global = this x "
+                                          "replicas")
+    steps_per_epoch: int | None = setting(None, help="steps per epoch (default: one pass over the train split)")
+    steps_per_execution: int = setting(1, help="training steps per compiled call (fewer host round-trips)")
+    jit: bool = setting(False, help="XLA-compile the forward/backward pass")
+    precision: str = setting("float32", choices=PRECISIONS,
+                             help="Keras dtype policy; the model's output layers stay float32")
+    optimizer: dict = setting(factory=dict, help="optimizer settings as JSON, e.g. '{\"name\": \"adamw\", "
+                                                 "\"weight_decay\": 0.01}' (default: the model's)")
+    schedule: dict = setting(factory=dict, help="learning-rate schedule as JSON, e.g. '{\"name\": \"one_cycle\", "
+                                                "\"max_lr\": 0.005}' (default: the model's)")
+    patience: int | None = setting(10, help="stop after this many epochs without a better validation R2 (0: never)")
+    restore_best: bool = setting(True, help="end with the weights of the best validation epoch")
+    seed: int = setting(0, help="seed of the initial weights, data order and dropout")
+    keep_checkpoints: int = setting(3, help="training checkpoints kept on disk (the newest)")
+    nan_policy: str = setting("stop", choices=NAN_POLICIES,
+                              help="on a NaN/inf loss: 'stop' with an error, or 'skip' that update")
+    log_every_seconds: float = setting(30.0, help="seconds between progress lines when stderr is not a terminal")
+    tensorboard_every: int = setting(100, help="write per-step loss, learning rate and sequences/s to TensorBoard "
+                                               "every this many steps (0: epoch scalars only)")
+    sync_batch_norm: bool = setting(False, help="batch-norm statistics over the global batch (multi-replica)")
+    stall_timeout_s: float | None = setting(1800.0, help="multi-worker: exit (status 75) after this many seconds "
+                                                         "without progress instead of hanging on a stuck peer")
 
     def __post_init__(self):
-        check_choice("nan_policy", self.nan_policy, NAN_POLICIES)
-        check_choice("precision", self.precision, PRECISIONS)
+        for f in fields(self):
+            if f.metadata.get("choices"):
+                check_choice(f.name, getattr(self, f.name), f.metadata["choices"])
         if self.epochs < 1 or self.batch_size < 1 or self.steps_per_execution < 1:
             raise ValueError("epochs, batch_size and steps_per_execution must be >= 1")

@@ -9,7 +9,7 @@ A JAX step belongs beside this module (same spec, model and optimizer; no tf.dis
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 

@@ -219,7 +219,7 @@ class Watchdog:
     def beat(self, doing: str = "") -> None:
         self._last, self._doing = time.monotonic(), doing or self._doing
 
-    def __enter__(self) -> "Watchdog":
+    def __enter__(self) -> Watchdog:
         if self.timeout_s and self.timeout_s > 0:
             self.beat("starting (restoring, tracing, first step)")
             self._thread.start()

@@ -22,22 +22,27 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Callable
 
 import keras
 import tensorflow as tf
 
-from seq2exp.engine.checkpointing import (CheckpointWriteError, RunCheckpoints, save_keras,  # noqa: F401
-                                          write_history, write_text)
+from seq2exp.engine import monitor
+from seq2exp.engine.checkpointing import (
+    CheckpointWriteError,  # noqa: F401  (public here too)
+    RunCheckpoints,
+    save_keras,
+    write_history,
+    write_text,
+)
 from seq2exp.engine.data import padded_batches
 from seq2exp.engine.metrics import PredictionCollector
 from seq2exp.engine.optim import build_optimizer, current_lr, inner_optimizer
 from seq2exp.engine.registry import ModelSpec
 from seq2exp.engine.settings import NonFiniteLossError, TrainSettings  # noqa: F401  (public here too)
 from seq2exp.engine.step import TFTrainStep, make_eval_step
-from seq2exp.engine.strategy import (Watchdog, WorkerLostError, describe, is_chief,  # noqa: F401
-                                     lost_worker_error, set_precision)
+from seq2exp.engine.strategy import Watchdog, describe, is_chief, lost_worker_error, set_precision
 
 log = logging.getLogger(__name__)
 _METRICS = ("pearson", "spearman", "r2", "mse", "mae")
@@ -46,8 +51,10 @@ _METRICS = ("pearson", "spearman", "r2", "mse", "mae")
 class Trainer:
     def __init__(self, spec: ModelSpec, model_config: dict | str | None, run_dir: str,
                  strategy: tf.distribute.Strategy | None = None, settings: TrainSettings | None = None, *,
-                 train_examples: int | None = None):
-        self.spec, self.run_dir = spec, run_dir
+                 train_examples: int | None = None, val_examples: int | None = None):
+        """`train_examples` sizes an epoch when settings.steps_per_epoch is None; `val_examples` only
+        estimates the first validation's duration for the ETA."""
+        self.spec, self.run_dir, self.val_examples = spec, run_dir, val_examples
         self.settings = s = settings or TrainSettings()
         self.strategy = strategy or tf.distribute.get_strategy()
         self.replicas = int(self.strategy.num_replicas_in_sync)
@@ -157,40 +164,51 @@ class Trainer:
         self._say(f"training {self.spec.name}: {self.info['name']} x{self.replicas} replicas, batch "
                   f"{s.batch_size}/replica = {self.global_batch} global, {self.steps_per_epoch} steps/epoch, "
                   f"epochs {start + 1}..{s.epochs}, precision {self.precision}")
-        writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard")) if self.chief else None
-        self._t_log = time.time()
+        self._board = monitor.Board(self.run_dir, s.tensorboard_every, self.global_batch) if self.chief else None
+        self._progress = monitor.Progress(s.epochs, self.steps_per_epoch, self.global_batch,
+                                          self.val_examples if val_fn is not None else 0, s.log_every_seconds,
+                                          bar=None if self.chief else False)
         for epoch in range(start, s.epochs):
             if self._stop_early():
                 break
-            row = self._train_epoch(train_fn, epoch)
+            row = self._train_epoch(train_fn, epoch, validating=val_fn is not None)
+            t0 = time.perf_counter()
             val = self.evaluate(val_fn) if val_fn is not None else {}
+            if val_fn is not None:
+                self._progress.validation_done(time.perf_counter() - t0)
             row.update({f"val_{k}": val.get(k, float("nan")) for k in _METRICS + ("n",)})
             self._end_epoch(row, has_val=val_fn is not None)
-            self._log_epoch(row, writer)
+            self._log_epoch(row)
+            if self._board is not None:
+                self._board.pause(time.perf_counter() - t0)
             if on_epoch_end is not None:
                 on_epoch_end(row)
         return self._finish(has_val=val_fn is not None)
 
-    def _train_epoch(self, train_fn: Callable, epoch: int) -> dict:
+    def _train_epoch(self, train_fn: Callable, epoch: int, validating: bool = True) -> dict:
         s, total_steps = self.settings, self.steps_per_epoch
         iterator = self.distribute(train_fn, s.seed + epoch)  # same order after a resume
         step, loss_sum, skipped, t0 = 0, 0.0, 0, time.time()
-        while step < total_steps:
-            total, bad, done = self.run_steps(iterator, min(s.steps_per_execution, total_steps - step))
-            step, loss_sum, skipped = step + int(done), loss_sum + float(total), skipped + int(bad)
-            self._beat(f"training epoch {epoch + 1} step {step}")
-            if bad and s.nan_policy == "stop":
-                raise NonFiniteLossError(
-                    f"non-finite training loss at epoch {epoch + 1}, step {step}/{total_steps} (lr "
-                    f"{current_lr(self.optimizer):.3g}); stopped without applying it. Checkpoints in {self.ckpt_dir} "
-                    "hold only finite weights. Lower the learning rate or use nan_policy='skip'.")
-            if self.chief and time.time() - self._t_log >= s.log_every_seconds:
-                self._t_log, elapsed = time.time(), time.time() - t0
-                left = (total_steps - step + (s.epochs - epoch - 1) * total_steps) * elapsed / max(step, 1)
-                print(f"epoch {epoch + 1}/{s.epochs} step {step}/{total_steps} loss "
-                      f"{loss_sum / max(step - skipped, 1):.4f} {step * self.global_batch / max(elapsed, 1e-9):,.0f} "
-                      f"seq/s ETA {int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}",
-                      file=sys.stderr, flush=True)
+        if self.chief:
+            self._progress.start_epoch(epoch)
+        try:
+            while step < total_steps:
+                total, bad, done = self.run_steps(iterator, min(s.steps_per_execution, total_steps - step))
+                total, bad, done = float(total), int(bad), int(done)
+                step, loss_sum, skipped = step + done, loss_sum + total, skipped + bad
+                self._beat(f"training epoch {epoch + 1} step {step}")
+                if bad and s.nan_policy == "stop":
+                    raise NonFiniteLossError(
+                        f"non-finite training loss at epoch {epoch + 1}, step {step}/{total_steps} (lr "
+                        f"{current_lr(self.optimizer):.3g}); stopped without applying it. Checkpoints in "
+                        f"{self.ckpt_dir} hold only finite weights. Lower the learning rate or use nan_policy='skip'.")
+                if self.chief:
+                    self._progress.update(step, done, loss_sum / max(step - skipped, 1), validating)
+                    if done > bad:
+                        self._board.steps(self._iterations(), total / (done - bad), lambda: current_lr(self.optimizer))
+        finally:
+            if self.chief:
+                self._progress.end_epoch()
         seconds = time.time() - t0
         if skipped:
             log.warning("epoch %d: nan_policy='skip' dropped %d of %d updates with a non-finite loss "
@@ -231,16 +249,12 @@ class Trainer:
         if improved and has_val:
             c.save_best()
 
-    def _log_epoch(self, row: dict, writer) -> None:
+    def _log_epoch(self, row: dict) -> None:
         if not self.chief:
             return
         self._say("epoch {epoch}: loss {loss:.4f} val r2 {val_r2:.4f} pearson {val_pearson:.4f} "
                   "lr {lr:.3g} {seconds:.1f}s {seq_per_s:,.0f} seq/s".format(**row))
-        with writer.as_default():
-            for key, value in row.items():
-                if key not in ("epoch",) and math.isfinite(value) and abs(value) < 3.4e38:  # TensorBoard is float32
-                    tf.summary.scalar(key, value, step=row["epoch"])
-        writer.flush()
+        self._board.epoch(row, row["step"])
 
     def _say(self, text: str) -> None:
         if self.chief:
@@ -265,6 +279,8 @@ class Trainer:
                    "settings": asdict(s), "model_config": self.model_config}
         if self.chief:
             write_text(os.path.join(self.run_dir, "metrics.json"), json.dumps(summary, indent=1, default=str))
+            if self.history:
+                write_text(os.path.join(self.run_dir, "curves.png"), monitor.curves_png(self.history))
             self._set_sync_bn(False)  # the saved model should not need a replica context
             save_keras(self.model, os.path.join(self.run_dir, "model.keras"))
             self._set_sync_bn(s.sync_batch_norm)

@@ -39,7 +39,7 @@ def test_crmnet_report_folder(tmp_path, capsys):
     seq = truth["native"][0]
     assert evaluate_main([str(_saved_model(tmp_path, "crmnet")), *files, "--report", str(out), "--bootstrap", "200",
                           "--ism", seq, "--saliency", "--saliency-n", "20", "--motif", "Reb1=TTACCCGG", "ACGT",
-                          "--out", str(tmp_path / "m.json")], model="crmnet") == 0
+                          "--metrics-json", str(tmp_path / "m.json")], model="crmnet") == 0
     printed = capsys.readouterr().out
     assert "Native_complex" in printed and "report written" in printed
 
@@ -109,7 +109,7 @@ def test_dream_score_command(tmp_path, capsys):
                                                                                 index=False)
     (tmp_path / "s.json").write_text(json.dumps({"high": list(range(30)), "SNV": [[0, 1], [2, 3], [4, 5], [6, 7]]}))
     assert report.main(["dream", str(tmp_path / "p.tsv"), "--subsets", str(tmp_path / "s.json"),
-                        "--out", str(tmp_path / "d.json")]) == 0
+                        "--score-json", str(tmp_path / "d.json")]) == 0
     res = json.loads((tmp_path / "d.json").read_text())
     assert set(res["subsets"]) == {"all", "high", "SNV"} and not res["complete"]
     assert "Pearson score" in capsys.readouterr().out

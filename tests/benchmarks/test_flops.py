@@ -93,8 +93,8 @@ def test_train_step_convention_and_layers_restored():
 @pytest.mark.parametrize("name, expected_fwd_gflop", [("crmnet", 1.30), ("legnet", 0.47)])
 def test_paper_models_match_the_specs_figures(name, expected_fwd_gflop):
     """/work/shared/specs: CRMnet about 1.30 GFLOP forward per sequence, LegNet about 0.47."""
-    from benchmarks.step_engines import synthetic_records
     from benchmarks.flops import model_flops
+    from benchmarks.step_engines import synthetic_records
     from data_prep.layouts import get_layout
     from seq2exp.engine.registry import get_model_spec
 

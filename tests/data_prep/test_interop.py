@@ -80,7 +80,7 @@ def _assert_same(ref: dict, got: dict, who: str) -> None:
 
 
 def test_four_readers_yield_the_same_records(folder, tmp_path):
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     from data_prep.dataset import make_dataset
 
     m = load_manifest(folder, verify=True)

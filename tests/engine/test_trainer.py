@@ -16,7 +16,7 @@ import pytest
 from data_prep.build import build, parser
 from data_prep.simulate import simulate, write_tsv
 from tests.helpers import assert_jobs_ok as _ok  # noqa: F401  (also used by tests/dream_peers)
-from tests.helpers import free_ports, run_jobs
+from tests.helpers import COLLECTIVE_TIMEOUT_S, free_ports, run_jobs
 
 WORKER = Path(__file__).with_name("train_worker.py")
 # Same wiring as CRMnet (encoder, transformer, decoder, SE head) at ~6k parameters: traces fast.
@@ -25,7 +25,6 @@ SMALL = {"seq_len": 112, "encoder_filters": [8, 8], "kernel_size": 5, "num_trans
          "dense_units": [8], "dense_dropouts": [0.2]}
 NO_DROPOUT = {**SMALL, "dense_dropouts": [0.0], "encoder_dropout": 0.0, "transformer_dropout": 0.0}
 WARMUP_COSINE = {"name": "warmup_cosine", "warmup_epochs": 1}
-JOB_TIMEOUT_S = 240
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def data_dir(tmp_path_factory):
 
 
 def _run_jobs(tmp, jobs: dict) -> dict:
-    return run_jobs(WORKER, tmp, jobs, JOB_TIMEOUT_S)
+    return run_jobs(WORKER, tmp, jobs)
 
 
 def _job(data_dir, tmp, name, **overrides):
@@ -146,7 +145,8 @@ def test_steps_per_execution_matches_single_steps(default_runs):
 def test_mirrored_and_multiworker_match_default_strategy(data_dir, tmp_path):
     """Same GLOBAL batch (32 = 1x32 = 2x16), no dropout, no shuffle, synchronized batch norm."""
     settings = {"epochs": 2, "batch_size": 16, "log_every_seconds": 1000, "sync_batch_norm": True}
-    common = {"model": NO_DROPOUT, "shuffle": False, "schedule": {"name": "constant", "lr": 1e-3}, "timeout": 60}
+    common = {"model": NO_DROPOUT, "shuffle": False, "schedule": {"name": "constant", "lr": 1e-3},
+              "timeout": COLLECTIVE_TIMEOUT_S}
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     jobs = {"default": _job(data_dir, tmp_path, "default", **common, settings={**settings, "batch_size": 32},
                             init_out=str(tmp_path / "init.npz")),

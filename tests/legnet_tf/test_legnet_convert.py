@@ -7,7 +7,6 @@ PyTorch LegNet written from the spec with the reference's module names (if torch
 is installed).
 """
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -25,17 +24,16 @@ from legnet_tf.convert import (
 )
 from legnet_tf.layers import cp_rank
 
+from tests.conftest import require_shared_specs
 from tests.helpers import random_codes
 
-REFERENCE_JSON = Path(__file__).resolve().parents[3] / "shared" / "specs" / "legnet_reference_state_dict.json"
 TINY = LegNetConfig.tiny()
 
 
 def _reference_key_shapes():
-    if REFERENCE_JSON.is_file():
-        data = json.loads(REFERENCE_JSON.read_text())
-        return {k: tuple(v) for k, v in data["state_dict"].items()}
-    return reference_shapes(None, include_buffers=True)
+    """The PUBLISHED key list (../shared/specs), never our own reference_shapes: required under CI."""
+    data = json.loads((require_shared_specs() / "legnet_reference_state_dict.json").read_text())
+    return {k: tuple(v) for k, v in data["state_dict"].items()}
 
 
 def random_state_dict(shapes, seed=0):

@@ -5,6 +5,7 @@ import pytest
 
 from legnet_tf.layers import CPBilinear, GroupedConv1D, InvertedResidual, ResizeBlock, SEBlock, cp_rank
 
+from tests.conftest import require_module
 from tests.helpers import assert_layer_config_roundtrip, run_under_policy
 
 
@@ -45,7 +46,7 @@ def test_cp_bilinear_equals_full_tensor_bilinear():
 
 
 def test_cp_bilinear_equals_tensorly_cp_tensor():
-    tl = pytest.importorskip("tensorly")
+    tl = require_module("tensorly", "the CP bilinear is checked against tensorly.cp_to_tensor")
     rng = np.random.default_rng(1)
     layer = CPBilinear(4)
     layer.build((None, 8))

@@ -1,6 +1,5 @@
 """LegNet model: exact reference parameter count (build only), config, save/load, dtype policies."""
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -9,9 +8,9 @@ import pytest
 from legnet_tf import LegNetConfig, build_legnet, make_inputs
 from legnet_tf.layers import InvertedResidual
 
+from tests.conftest import require_shared_specs
 from tests.helpers import assert_keras_roundtrip, random_codes, run_under_policy
 
-REFERENCE_JSON = Path(__file__).resolve().parents[3] / "shared" / "specs" / "legnet_reference_state_dict.json"
 REFERENCE_TRAINABLE = 1_852_846
 
 
@@ -50,9 +49,8 @@ def test_config_dict_roundtrip_and_reference_config():
     assert LegNetConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(ValueError, match="bogus"):
         LegNetConfig.from_dict({"bogus": 1})
-    if REFERENCE_JSON.is_file():
-        ref = json.loads(REFERENCE_JSON.read_text())["config"]
-        assert LegNetConfig.from_reference(ref) == LegNetConfig()
+    ref = json.loads((require_shared_specs() / "legnet_reference_state_dict.json").read_text())["config"]
+    assert LegNetConfig.from_reference(ref) == LegNetConfig()
     assert LegNetConfig().keras_bn_momentum == pytest.approx(0.9)
     with pytest.raises(ValueError):
         LegNetConfig(kernel_size=6)

@@ -1,4 +1,4 @@
-"""Converted weights against the PyTorch reference LegNet written from the spec (skipped without torch).
+"""Converted weights against the PyTorch reference LegNet written from the spec (needs torch; required in CI).
 
 The reference model lives in ``benchmarks/legnet_torch_reference.py`` (the step benchmark times it
 too). Its modules carry the reference's names (``seqextractor.inv_res_blc0.6.fc.3.mod.trl...``),
@@ -17,9 +17,10 @@ import pytest
 from legnet_tf import LegNetConfig, make_inputs
 from legnet_tf.convert import convert_state_dict, load_pth, main, to_state_dict
 
+from tests.conftest import require_module, require_shared_specs
 from tests.helpers import random_codes
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch", "the PyTorch reference needs it (.ci/run installs the local CPU wheel)")
 nn = torch.nn
 torch.set_num_threads(2)
 
@@ -29,13 +30,17 @@ except ImportError:  # the repository root is not on sys.path (benchmarks/ is no
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from benchmarks.legnet_torch_reference import build_reference
 
-REFERENCE_JSON = Path(__file__).resolve().parents[3] / "shared" / "specs" / "legnet_reference_state_dict.json"
 TINY = LegNetConfig.tiny()
 
 
+# legnet.md: BatchNorm momentum 0.1 (PyTorch convention), eps 1e-5 -- typed in, not read from LegNetConfig
+PUBLISHED_BN = {"bn_momentum": 0.1, "bn_epsilon": 1e-5}
+
+
 def TorchLegNet(config):
-    """The reference model (``benchmarks.legnet_torch_reference``) for a ``LegNetConfig``."""
-    return build_reference(config.to_dict())
+    """The reference model (``benchmarks.legnet_torch_reference``) with ``config``'s sizes and the published
+    BatchNorm settings (so a wrong default in our config shows up as a mismatch, not on both sides)."""
+    return build_reference({**config.to_dict(), **PUBLISHED_BN})
 
 
 def _randomise(model, seed):
@@ -74,9 +79,8 @@ def _log_softmax(x):
 def test_torch_reference_has_published_keys_and_count():
     model = TorchLegNet(LegNetConfig())
     assert sum(p.numel() for p in model.parameters()) == 1_852_846
-    if REFERENCE_JSON.is_file():
-        published = json.loads(REFERENCE_JSON.read_text())["state_dict"]
-        assert {k: list(v.shape) for k, v in model.state_dict().items()} == published
+    published = json.loads((require_shared_specs() / "legnet_reference_state_dict.json").read_text())["state_dict"]
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == published
 
 
 def test_converted_model_matches_pytorch_in_inference():

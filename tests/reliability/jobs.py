@@ -12,6 +12,7 @@ import numpy as np
 
 from tests.helpers import assert_jobs_ok as ok  # noqa: F401  (re-exported for the reliability tests)
 from tests.helpers import free_ports  # noqa: F401
+from tests.helpers import COLLECTIVE_TIMEOUT_S
 from tests.helpers import run_jobs as _run_jobs
 
 WORKER = Path(__file__).resolve().parents[1] / "engine" / "train_worker.py"
@@ -19,8 +20,6 @@ WORKER = Path(__file__).resolve().parents[1] / "engine" / "train_worker.py"
 SMALL = {"seq_len": 112, "encoder_filters": [8, 8], "kernel_size": 5, "num_transformer_blocks": 1, "num_heads": 1,
          "key_dim": 4, "embed_dim": 8, "ffn_dim": 8, "decoder_filters": 4, "head_conv_filters": [4],
          "dense_units": [8], "dense_dropouts": [0.0], "encoder_dropout": 0.0, "transformer_dropout": 0.0}
-#: hard limit for one phase of subprocess jobs (tracing dominates: ~10-30 s each on 2 busy cores)
-JOB_TIMEOUT_S = 300
 
 
 def build_dataset(folder: Path, n: int = 400, layout: str = "crmnet", seed: int = 1, **flags) -> str:
@@ -43,14 +42,14 @@ def build_dataset(folder: Path, n: int = 400, layout: str = "crmnet", seed: int 
 def job(data: str, tmp: Path, name: str, **overrides) -> dict:
     spec = {"data": data, "model": SMALL, "schedule": {"name": "constant", "lr": 1e-3}, "shuffle": True,
             "settings": {"epochs": 3, "batch_size": 32, "log_every_seconds": 1000},
-            "run_dir": str(tmp / f"run_{name}"), "out": str(tmp / f"{name}.npz"), "timeout": 30}
+            "run_dir": str(tmp / f"run_{name}"), "out": str(tmp / f"{name}.npz"), "timeout": COLLECTIVE_TIMEOUT_S}
     spec.update(overrides)
     return spec
 
 
-def run_jobs(tmp: Path, jobs: dict, timeout_s: float = JOB_TIMEOUT_S) -> dict:
-    """Start all jobs at once; {name: {"rc", "log", "seconds" (start to exit)}}. Kills everything on timeout."""
-    return _run_jobs(WORKER, tmp, jobs, timeout_s)
+def run_jobs(tmp: Path, jobs: dict) -> dict:
+    """Start all jobs at once; {name: {"rc", "log", "seconds" (start to exit)}}; a hang fails the test."""
+    return _run_jobs(WORKER, tmp, jobs)
 
 
 def weights(path) -> list[np.ndarray]:

@@ -2,17 +2,22 @@
 
 The writes are made to fail the way TF and Keras fail on ENOSPC (measured on a 256 KiB tmpfs:
 TF raises ResourceExhaustedError "... No space left on device" and leaves `ckpt-N_temp/`; Keras
-raises OSError(28) and leaves a truncated model.keras). The last test uses a real tmpfs where it
-may mount one (root on Linux) and is skipped elsewhere.
+raises OSError(28) and leaves a truncated model.keras). The last test fills a real 1 MiB tmpfs: as root
+it mounts one directly; otherwise it re-runs itself as root of a private user + mount namespace
+(`unshare -rm`, no privileges needed where the kernel allows user namespaces). Only where neither works
+does it skip, and under CI it fails instead.
 """
 import errno
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
 
+from tests.conftest import missing
 from tests.reliability.jobs import SMALL
 
 ENOSPC = "No space left on device"
@@ -125,21 +130,54 @@ def test_disk_full_during_model_export_and_history(trainer, tmp_path, monkeypatc
     assert not (tmp_path / "history.json.tmp").exists()
 
 
+IN_NAMESPACE = "SEQ2EXP_TEST_IN_USER_NAMESPACE"
+
+
+def _mount_tmpfs(path: Path) -> bool:
+    return bool(shutil.which("mount")) and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True, check=False).returncode == 0
+
+
+def _rerun_in_user_namespace(tmp_path: Path, test_id: str) -> None:
+    """Run one test of this file again as root of a private user + mount namespace; fail if it fails."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"], capture_output=True,
+                                                     check=False).returncode != 0:
+        missing("a 1 MiB tmpfs", f"mount -t tmpfs failed (euid {os.geteuid()}) and `unshare -rm` "
+                "(unprivileged user namespaces) is not available")
+    cmd = ["unshare", "-rm", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+           f"{__file__}::{test_id}", f"--basetemp={tmp_path / 'in-namespace'}"]
+    try:  # a bound on a hang, not a speed limit: the inner test saves one small checkpoint
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900,
+                              env={**os.environ, IN_NAMESPACE: "1"}, cwd=Path(__file__).resolve().parents[2])
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"waited 900 s for {test_id} to finish inside `unshare -rm`; it hangs")
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, (
+        f"{test_id} inside `unshare -rm` failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+
+
 @pytest.fixture()
-def tiny_tmpfs(tmp_path):
+def real_tmpfs_or_rerun(request, tmp_path):
+    """A mounted 1 MiB tmpfs when this process may mount one (root); otherwise the test is re-run inside
+    `unshare -rm` and this yields None."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
-    if not shutil.which("mount") or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                                                    capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root); the monkeypatched tests above cover the logic")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
+    if _mount_tmpfs(mount):
+        try:
+            yield mount
+        finally:
+            subprocess.run(["umount", str(mount)], check=False)
+        return
+    if os.environ.get(IN_NAMESPACE) == "1":
+        pytest.fail("mount -t tmpfs failed inside the user namespace")
+    _rerun_in_user_namespace(tmp_path, request.node.name)
+    yield None
 
 
-def test_real_full_disk(tiny_tmpfs):
+def test_real_full_disk(real_tmpfs_or_rerun):
     """A 1 MiB file system: preflight refuses the run; forced past that, the save fails cleanly."""
+    if real_tmpfs_or_rerun is None:
+        return  # checked by the re-run inside a user namespace
+    tiny_tmpfs = real_tmpfs_or_rerun
     from seq2exp.engine.preflight import PreflightError, check_free_space, checkpoint_bytes
     from seq2exp.engine.registry import get_model_spec
     from seq2exp.engine.trainer import CheckpointWriteError, Trainer, TrainSettings

@@ -18,7 +18,7 @@ SETTINGS = {"epochs": 3, "batch_size": 16, "log_every_seconds": 1000, "sync_batc
 
 def _pair(data, tmp, run_dir, suffix, extra):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
-    return {f"w{i}{suffix}": job(data, tmp, f"w{i}{suffix}", strategy="multiworker", shuffle=False, timeout=30,
+    return {f"w{i}{suffix}": job(data, tmp, f"w{i}{suffix}", strategy="multiworker", shuffle=False,
                                  settings=SETTINGS, run_dir=run_dir,
                                  tf_config={"cluster": cluster, "task": {"type": "worker", "index": i}},
                                  **extra.get(i, {}))
@@ -89,11 +89,14 @@ def test_watchdog_ends_a_stalled_process(tmp_path):
         from seq2exp.engine.strategy import Watchdog
         with Watchdog(1.0, " (worker 1 of 2)") as dog:
             dog.beat("training epoch 3 step 7")
-            time.sleep(120)
+            time.sleep(10 ** 6)  # stuck until the watchdog ends the process
     """)
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""})
+    try:  # the watchdog fires after 1 s of no progress; 600 s only bounds a watchdog that never fires
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=root,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""})
+    except subprocess.TimeoutExpired:
+        pytest.fail("waited 600 s for the watchdog (1 s without progress) to end the stalled process; it never did")
     assert proc.returncode == 75, proc.stderr[-2000:]
     assert "no training progress for" in proc.stderr and "training epoch 3 step 7 (worker 1 of 2)" in proc.stderr
     assert "--resume" in proc.stderr

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_module
 from tests.reliability.jobs import SMALL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +58,7 @@ def test_keras_file_with_a_lambda_layer_is_refused(tmp_path):
 
 
 def test_pth_file_with_a_pickled_callable_is_refused(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch", "the .pth refusal is checked with a real torch.save")
     from legnet_tf.convert import load_checkpoint
 
     marker = tmp_path / "pwned"

@@ -108,11 +108,11 @@ def test_report(cfg: RunConfig, spec: ModelSpec, trainer, train_sets, tests) -> 
 def run_training(cfg: RunConfig, spec: ModelSpec, demo: bool) -> int:
     """The whole train command after its flags are resolved; 1 with a one-line error on a known failure."""
     from data_prep.manifest import ManifestError
-    from seq2exp.engine.checkpointing import CheckpointWriteError, write_text
+    from seq2exp.engine.backend import StrategyError, WorkerLostError, barrier, describe, resolve_strategy
     from seq2exp.engine.data import prepare
+    from seq2exp.engine.files import CheckpointWriteError, write_text
     from seq2exp.engine.preflight import PreflightError, check_data, check_output_dir
     from seq2exp.engine.settings import NonFiniteLossError
-    from seq2exp.engine.strategy import StrategyError, WorkerLostError, barrier, describe, resolve_strategy
 
     try:
         strategy = resolve_strategy(cfg.strategy, cfg.tpu)  # before other TF work (multi-worker, TPU)

@@ -52,9 +52,8 @@ def train_stage(cfg: RunConfig, spec: ModelSpec, strategy, run_dir: str, train_s
     `resume` continues the stage's newest checkpoint; with none yet (an empty folder) it is a fresh start,
     data-aware init included. `pins` (DataPins) is checked as every epoch starts and before it is committed.
     """
-    from data_prep.dataset import make_dataset
     from seq2exp.cli.checks import check_batch_fits
-    from seq2exp.engine.data import dataset_source
+    from seq2exp.engine.data import dataset_source, input_batches
     from seq2exp.engine.preflight import check_before_training
     from seq2exp.engine.trainer import Trainer
 
@@ -74,12 +73,12 @@ def train_stage(cfg: RunConfig, spec: ModelSpec, strategy, run_dir: str, train_s
 
     def train_fn(ctx, seed):
         check(f"as epoch {seed - cfg.seed + 1} starts")
-        return make_dataset(train_sets, cfg.train_split, trainer.global_batch, ctx, training=True, seed=seed,
-                            drop_remainder=True, shuffle_buffer=cfg.shuffle_buffer)
+        return input_batches(train_sets, cfg.train_split, trainer.global_batch, ctx, training=True, seed=seed,
+                             drop_remainder=True, shuffle_buffer=cfg.shuffle_buffer)
 
     def val_fn(ctx):
         check("before the epoch is saved")
-        return make_dataset(val_sets, cfg.val_split, trainer.global_batch, ctx, training=False)
+        return input_batches(val_sets, cfg.val_split, trainer.global_batch, ctx, training=False)
 
     if spec.initialize and not resume and not init_from:
         with strategy.scope():
@@ -90,19 +89,25 @@ def train_stage(cfg: RunConfig, spec: ModelSpec, strategy, run_dir: str, train_s
 
 
 def has_checkpoint(run_dir: str) -> bool:
-    """Whether a stage folder has a committed checkpoint to resume from."""
+    """Whether a stage folder has a committed checkpoint to resume from (either backend's format)."""
+    folder = os.path.join(run_dir, "checkpoints")
+    from seq2exp.engine.checkpointing_npz import STATE_FILE
+
+    if os.path.exists(os.path.join(folder, STATE_FILE)):  # the JAX engine's commit file
+        return True
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return False
     import tensorflow as tf
 
-    return tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")) is not None
+    return tf.train.latest_checkpoint(folder) is not None
 
 
 def test_report(cfg: RunConfig, spec: ModelSpec, trainer, train_sets, tests) -> dict:
     """Test metrics of the trained model and of the 6-mer ridge baseline on the same sequences."""
     import numpy as np
 
-    from data_prep.dataset import make_dataset
     from seq2exp.analysis.baseline import KmerRidge
-    from seq2exp.engine.data import dataset_labels, eval_split, read_arrays
+    from seq2exp.engine.data import dataset_labels, eval_split, input_batches, read_arrays
     from seq2exp.engine.metrics import regression_metrics
 
     tr = [read_arrays(m, cfg.train_split, limit=500_000) for m in train_sets]
@@ -111,7 +116,7 @@ def test_report(cfg: RunConfig, spec: ModelSpec, trainer, train_sets, tests) -> 
     for m, name in zip(tests, dataset_labels(tests)):
         split = eval_split(m)
         model_metrics = trainer.evaluate(
-            lambda ctx, m=m, split=split: make_dataset(m, split, trainer.global_batch, ctx, training=False))
+            lambda ctx, m=m, split=split: input_batches(m, split, trainer.global_batch, ctx, training=False))
         arr = read_arrays(m, split)
         report[name] = {"model": model_metrics,
                         "ridge_6mer": regression_metrics(arr["label"], ridge.predict(arr["seq"]))}
@@ -131,11 +136,11 @@ def run_training(cfg: RunConfig, spec: ModelSpec, demo: bool) -> int:
     from data_prep.manifest import ManifestError
     from seq2exp.cli.checks import UsageError, check_label_range, check_labeled
     from seq2exp.cli.run_folder import DataChangedError, DataPins, RunFolder
-    from seq2exp.engine.checkpointing import CheckpointWriteError, write_text
+    from seq2exp.engine.backend import StrategyError, WorkerLostError, barrier, describe, resolve_strategy
     from seq2exp.engine.data import prepare
+    from seq2exp.engine.files import CheckpointWriteError, write_text
     from seq2exp.engine.preflight import PreflightError, check_data, check_output_dir
     from seq2exp.engine.settings import NonFiniteLossError
-    from seq2exp.engine.strategy import StrategyError, WorkerLostError, barrier, describe, resolve_strategy
 
     try:
         strategy = resolve_strategy(cfg.strategy, cfg.tpu)  # before other TF work (multi-worker, TPU)

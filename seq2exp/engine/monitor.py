@@ -98,15 +98,15 @@ class Progress:
 
 
 class Board:
-    """TensorBoard writers for the `train` and `validation` runs of one run folder."""
+    """TensorBoard writers for the `train` and `validation` runs of one run folder.
 
-    def __init__(self, run_dir: str, every_steps: int, global_batch: int):
-        import tensorflow as tf
+    `make_writer(logdir)` gives a writer with `scalar(tag, value, step)` and `flush()`: the engine
+    backend's (`tf.summary` under TensorFlow, `seq2exp.engine.tensorboard` under JAX)."""
 
-        self._tf = tf
+    def __init__(self, run_dir: str, every_steps: int, global_batch: int, make_writer):
         root = os.path.join(run_dir, "tensorboard")
-        self.train = tf.summary.create_file_writer(os.path.join(root, "train"))
-        self.validation = tf.summary.create_file_writer(os.path.join(root, "validation"))
+        self.train = make_writer(os.path.join(root, "train"))
+        self.validation = make_writer(os.path.join(root, "validation"))
         self.every, self.global_batch = every_steps, global_batch
         self._next, self._t, self._at = None, None, None
 
@@ -119,12 +119,10 @@ class Board:
             self._next, self._t, self._at = step, now, step
         if step < self._next:
             return
-        with self.train.as_default():
-            self._tf.summary.scalar("loss", loss, step=step)
-            self._tf.summary.scalar("learning_rate", lr() if callable(lr) else lr, step=step)
-            if step > self._at:
-                self._tf.summary.scalar("seq_per_s", (step - self._at) * self.global_batch / max(now - self._t, 1e-9),
-                                        step=step)
+        self.train.scalar("loss", loss, step)
+        self.train.scalar("learning_rate", lr() if callable(lr) else lr, step)
+        if step > self._at:
+            self.train.scalar("seq_per_s", (step - self._at) * self.global_batch / max(now - self._t, 1e-9), step)
         self._t, self._at = now, step
         self._next = (step // self.every + 1) * self.every
 
@@ -135,15 +133,12 @@ class Board:
 
     def epoch(self, row: dict, step: int) -> None:
         """Epoch scalars at the optimizer step they end on: train loss/lr/throughput, validation metrics."""
-        tf = self._tf
-        with self.train.as_default():
-            for key in ("loss", "seq_per_s", "seconds", "skipped_steps"):
-                if key in row and _float32(row[key]):
-                    tf.summary.scalar(f"epoch_{key}", row[key], step=step)
-        with self.validation.as_default():
-            for key, value in row.items():
-                if key.startswith("val_") and key != "val_n" and _float32(value):
-                    tf.summary.scalar(f"epoch_{key[4:]}", value, step=step)
+        for key in ("loss", "seq_per_s", "seconds", "skipped_steps"):
+            if key in row and _float32(row[key]):
+                self.train.scalar(f"epoch_{key}", row[key], step)
+        for key, value in row.items():
+            if key.startswith("val_") and key != "val_n" and _float32(value):
+                self.validation.scalar(f"epoch_{key[4:]}", value, step)
         self.train.flush()
         self.validation.flush()
 

@@ -5,7 +5,7 @@ transform, forward pass and loss, then ONE all-reduce of the loss and every grad
 non-finite check and global-norm clipping see the global gradient on every replica alike (the
 optimizer's own reduction is turned off), then the update, skipped everywhere when not finite.
 `run(iterator, n)` runs n steps inside one tf.function (a tf.range loop: fewer host round-trips).
-A JAX step belongs beside this module (same spec, model and optimizer; no tf.distribute).
+The JAX step is its sibling `seq2exp.engine.step_jax` (same spec, model and optimizer; no tf.distribute).
 """
 from __future__ import annotations
 
@@ -88,6 +88,17 @@ class TFTrainStep:
         """Iterator over per-replica batches of `train_fn(ctx, seed)`, as `run` takes them."""
         return iter(self.strategy.distribute_datasets_from_function(
             lambda ctx: train_pipeline(train_fn, ctx, seed, self.global_batch)))
+
+    def run_steps(self, iterator, n: int):
+        """n steps: (sum of the finite losses, non-finite steps, steps done) as tensors."""
+        return self.run(iterator, tf.constant(n))
+
+    def sync_model(self) -> None:
+        """The Keras variables are the state here: nothing to write back (the JAX step's counterpart)."""
+
+    def current(self, read):
+        """`read()` of the model/optimizer variables (they are always current here)."""
+        return read()
 
     def per_example_loss(self, batch, inputs, outputs):
         if self.spec.compute_loss is not None:  # needs the (e.g. masked) inputs or the model's label stats

@@ -1,12 +1,26 @@
-"""The JAX training step (KERAS_BACKEND=jax): the TF step's sibling, without tf.distribute.
+"""The JAX training and evaluation steps (KERAS_BACKEND=jax): the TF step's siblings, without tf.distribute.
 
 Same ModelSpec pieces as `seq2exp.engine.step` (input transform, targets + loss or `compute_loss`)
-and the same optimizer (`seq2exp.engine.optim.build_optimizer`, schedule included), as one pure
-function of (state, batch): `stateless_call` + `jax.value_and_grad` + `optimizer.stateless_apply`,
-`jax.jit`-compiled with `jit=True`. One device; imports nothing from TensorFlow.
+and the same optimizer (`seq2exp.engine.optim.build_optimizer`: schedule, clipping value-then-norm,
+loss scaling), as one pure function of (state, batch), `jax.jit`-compiled: `stateless_call(...,
+training=True)` + `jax.value_and_grad` + `optimizer.stateless_apply`. The state is (trainable,
+non-trainable, optimizer) variable values; the non-trainable ones a forward pass returns (BatchNorm
+statistics, dropout seed states) are carried into the next step (keras-team/keras#20378), and
+`sync_model()` writes the whole state back into the Keras variables, which the trainer calls before
+anything reads them (evaluation, checkpoints, saving). Under `keras.distribution.DataParallel` the
+batch arrives split over the devices and the compiled step sees the global batch: XLA inserts the
+gradient all-reduce, and batch statistics are global.
+
+NaN policy as the TF step: a non-finite loss (or gradient, without loss scaling: loss scaling skips
+overflowing gradients itself) drops the whole update inside the compiled step (`jnp.where` over the
+new state), moving BatchNorm statistics included, and is counted; under "stop" the steps after it in
+the same call do nothing. Imports nothing from TensorFlow.
 """
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import keras
@@ -15,27 +29,81 @@ from keras import ops
 from seq2exp.engine.registry import ModelSpec
 
 
-class JaxTrainStep:
-    """`step(state, batch) -> (loss, state)` for `spec`'s built `model` and built `optimizer`."""
+def _numeric(batch: dict) -> dict:
+    """Fields that can cross into XLA (record ids are text; no model reads them)."""
+    return {k: v for k, v in batch.items() if getattr(v, "dtype", None) is not None and v.dtype.kind not in "OSU"}
 
-    def __init__(self, spec: ModelSpec, model: keras.Model, optimizer, jit: bool = True):
+
+def _offer(q: queue.Queue, stop: threading.Event, item) -> bool:
+    """Put `item` unless `stop` is set first (a full queue is retried); whether it was put."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+class Prefetcher:
+    """`next()` gives `put(batch)` of the next batches of `source`, read and placed ahead in a thread."""
+
+    def __init__(self, source: Iterable[dict], put, size: int = 2):
+        self._queue: queue.Queue = queue.Queue(maxsize=size)
+        self._stop = threading.Event()
+        q, stop, it = self._queue, self._stop, iter(source)
+
+        def produce():  # holds no reference to self: a dropped Prefetcher is collected and stops this thread
+            try:
+                for batch in it:
+                    if not _offer(q, stop, (put(_numeric(batch)), None)):
+                        return
+                item = (None, StopIteration())
+            except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
+                item = (None, err)
+            _offer(q, stop, item)
+
+        self._thread = threading.Thread(target=produce, name="seq2exp-prefetch", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> Iterator[dict]:
+        return self
+
+    def __next__(self) -> dict:
+        batch, err = self._queue.get()
+        if err is not None:
+            self._stop.set()
+            raise err
+        return batch
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def __del__(self):
+        self._stop.set()
+
+
+class JaxTrainStep:
+    """The compiled training step of `spec`'s built `model` with its built `optimizer` (module docstring)."""
+
+    def __init__(self, spec: ModelSpec, model: keras.Model, optimizer, jit: bool = True, nan_policy: str = "skip"):
         import jax
 
         self.spec, self.model, self.optimizer = spec, model, optimizer
-        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+        self.stop_on_nan = nan_policy == "stop"
+        self.loss_scaling = hasattr(optimizer, "inner_optimizer")
+        self._float_state = ["float" in str(v.dtype) for v in model.non_trainable_variables]
+        self._grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+        donate = (0, 1) if jax.default_backend() != "cpu" else ()  # the CPU runtime cannot reuse buffers
+        self._compiled = jax.jit(self._train_step, donate_argnums=donate) if jit else self._train_step
+        self.state: tuple | None = None
 
-        def train_step(state, batch):
-            trainable, non_trainable, opt_vars = state
-            (_, (loss, non_trainable)), grads = grad_fn(trainable, non_trainable, opt_vars, batch)
-            trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
-            return loss, (trainable, non_trainable, opt_vars)
-
-        self.step = jax.jit(train_step, donate_argnums=0) if jit else train_step
-
+    # ------------------------------------------------------------------ the pure step
     def _loss(self, trainable, non_trainable, opt_vars, batch):
         model, spec, opt = self.model, self.spec, self.optimizer
         inputs = spec.inputs(batch, True)
-        out, updated = model.stateless_call(trainable, non_trainable, inputs, training=True)
+        out, updated, losses = model.stateless_call(trainable, non_trainable, inputs, training=True,
+                                                    return_losses=True)
         if spec.compute_loss is not None:  # may read model variables (e.g. label statistics): the traced ones
             mapping = list(zip(model.trainable_variables, trainable)) + list(
                 zip(model.non_trainable_variables, non_trainable))
@@ -43,13 +111,103 @@ class JaxTrainStep:
                 per_example = spec.compute_loss(model, batch, inputs, out)
         else:
             per_example = spec.loss(spec.targets(batch), out)
-        loss = ops.mean(ops.cast(per_example, "float32"))
-        with keras.StatelessScope(state_mapping=list(zip(opt.variables, opt_vars))):
-            scaled = opt.scale_loss(loss)
-        return scaled, (loss, updated)
+        per_example = ops.cast(per_example, "float32")
+        loss = ops.sum(per_example) / per_example.shape[0]  # the global batch: every device's rows
+        if losses:
+            loss = loss + ops.cast(ops.sum(ops.stack([ops.sum(x) for x in losses])), "float32")
+        if self.loss_scaling:
+            with keras.StatelessScope(state_mapping=list(zip(opt.variables, opt_vars))):
+                return opt.scale_loss(loss), (loss, updated)
+        return loss, (loss, updated)
 
+    def _train_step(self, state, carry, batch):
+        import jax.numpy as jnp
+
+        trainable, non_trainable, opt_vars = state
+        total, bad, done = carry
+        halted = jnp.logical_and(self.stop_on_nan, bad > 0)  # "stop": nothing after the first bad step
+        (_, (loss, new_nt)), grads = self._grad_fn(trainable, non_trainable, opt_vars, batch)
+        finite = jnp.isfinite(loss)
+        if not self.loss_scaling:
+            finite = jnp.logical_and(finite, jnp.isfinite(sum(jnp.sum(g) for g in grads)))
+        new_tv, new_ov = self.optimizer.stateless_apply(opt_vars, grads, trainable)
+        apply = jnp.logical_and(finite, jnp.logical_not(halted))
+
+        def pick(new, old, when):
+            return [jnp.where(when, n, o) for n, o in zip(new, old)]
+
+        # a dropped step also drops its batch statistics; seed states advance unless the run has stopped
+        new_nt = [jnp.where(apply if is_float else jnp.logical_not(halted), n, o)
+                  for n, o, is_float in zip(new_nt, non_trainable, self._float_state)]
+        state = (pick(new_tv, trainable, apply), new_nt, pick(new_ov, opt_vars, apply))
+        carry = (total + jnp.where(apply, loss, 0.0), bad + jnp.where(jnp.logical_or(finite, halted), 0, 1),
+                 done + jnp.where(halted, 0, 1))
+        return state, carry, loss
+
+    # ------------------------------------------------------------------ driving it
+    def pull(self) -> None:
+        """Take the state from the Keras variables (after a restore, `load_weights`, an edit)."""
+        self.state = ([v.value for v in self.model.trainable_variables],
+                      [v.value for v in self.model.non_trainable_variables],
+                      [v.value for v in self.optimizer.variables])
+
+    def sync_model(self) -> None:
+        """Write the state into the Keras variables (before evaluating, saving or reading them)."""
+        if self.state is None:
+            return
+        variables = (self.model.trainable_variables, self.model.non_trainable_variables, self.optimizer.variables)
+        for group, values in zip(variables, self.state):
+            for v, value in zip(group, values):
+                v.assign(value)
+
+    def current(self, read):
+        """`read()` with the model's and optimizer's variables showing the state (mid-epoch too, before a sync)."""
+        if self.state is None:
+            return read()
+        variables = (self.model.trainable_variables, self.model.non_trainable_variables, self.optimizer.variables)
+        mapping = [(v, value) for group, values in zip(variables, self.state) for v, value in zip(group, values)]
+        with keras.StatelessScope(state_mapping=mapping):
+            return read()
+
+    def run_steps(self, iterator: Iterator[dict], n: int):
+        """n steps on the next n batches: (sum of the applied steps' losses, non-finite steps, steps done)."""
+        import jax.numpy as jnp
+
+        if self.state is None:
+            self.pull()
+        carry = (jnp.zeros((), "float32"), jnp.zeros((), "int32"), jnp.zeros((), "int32"))
+        for _ in range(n):
+            self.state, carry, _ = self._compiled(self.state, carry, next(iterator))
+        return carry
+
+    # the benchmarks' interface (benchmarks.step_engines.JaxStep): one step on (state, batch)
     def initial_state(self) -> tuple[Any, Any, Any]:
         """(trainable, non-trainable, optimizer) variable values, as `step` takes and returns them."""
-        return ([v.value for v in self.model.trainable_variables],
-                [v.value for v in self.model.non_trainable_variables],
-                [v.value for v in self.optimizer.variables])
+        self.pull()
+        state, self.state = self.state, None
+        return state
+
+    def step(self, state, batch):
+        """One step: (loss, new state)."""
+        import jax.numpy as jnp
+
+        carry = (jnp.zeros((), "float32"), jnp.zeros((), "int32"), jnp.zeros((), "int32"))
+        state, _, loss = self._compiled(state, carry, batch)
+        return loss, state
+
+
+def make_eval_step(spec: ModelSpec, model: keras.Model, out_sharding=None):
+    """jit((trainable, non-trainable) values, batch, row mask) -> (global rows, 3) [label, prediction, mask]."""
+    import jax
+    import jax.numpy as jnp
+
+    def rows(trainable, non_trainable, batch, mask):
+        mapping = list(zip(model.trainable_variables, trainable)) + list(
+            zip(model.non_trainable_variables, non_trainable))
+        with keras.StatelessScope(state_mapping=mapping):
+            pred = spec.predict(model, batch, spec.inputs)
+        pred = jnp.reshape(pred.astype("float32"), (-1,))
+        label = jnp.reshape(batch["label"].astype("float32"), (-1,))
+        return jnp.stack([label, pred, mask.astype("float32")], axis=1)
+
+    return jax.jit(rows, out_shardings=out_sharding)

@@ -1,18 +1,23 @@
-"""One custom training loop for the default, mirrored, multi-worker and TPU strategies.
+"""One custom training loop for both Keras backends and every strategy / device placement.
 
-`model.fit` breaks under MultiWorkerMirroredStrategy on TF 2.21 + Keras 3, so this loop drives
-`strategy.run` itself through the step in `seq2exp.engine.step`. Validation gathers every
-prediction from every replica for exact dataset-level metrics. Each epoch's data order depends only
-on seed + epoch, so a killed-and-resumed run ends where an uninterrupted one does.
+`model.fit` breaks under MultiWorkerMirroredStrategy on TF 2.21 + Keras 3, so this loop drives a
+compiled step itself. What differs per backend (the compiled step, device placement, input
+pipeline, checkpoint format, TensorBoard writer) sits behind `seq2exp.engine.backend`: under
+TensorFlow `strategy.run` over a tf.distribute strategy (seq2exp.engine.step), under JAX a `jax.jit`
+stateless step over keras.distribution (seq2exp.engine.step_jax). The loop, exact validation, early
+stopping, NaN policy, progress, TensorBoard and the run folder are this one module for both.
+Validation gathers every prediction from every replica for exact dataset-level metrics. Each
+epoch's data order depends only on seed + epoch, so a killed-and-resumed run ends where an
+uninterrupted one does.
 
-Crash safety (seq2exp.engine.checkpointing): a checkpoint counts only once the
-`checkpoints/checkpoint` state file names it; history.json is written before that commit and cut
-back to the committed epoch on resume; best/ and model.keras are written beside their final names
-and renamed into place; a resume that finds the newest checkpoint unreadable falls back to the one
-before. NaN/inf weights are never written.
+Crash safety (seq2exp.engine.checkpoint_base): a checkpoint counts only once committed;
+history.json is written before that commit and cut back to the committed epoch on resume; best/ and
+model.keras are written beside their final names and renamed into place; a resume that finds the
+newest checkpoint unreadable falls back to the one before. NaN/inf weights are never written.
 
 Public step API (the benchmarks use it): `distribute(train_fn, seed)` gives the iterator `fit` feeds,
 `run_steps(iterator, n)` runs n compiled steps and returns (loss sum, non-finite steps, steps done).
+Under JAX the model's variables are brought up to date at the end of each epoch (`sync_model()`).
 """
 from __future__ import annotations
 
@@ -26,100 +31,88 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 import keras
-import tensorflow as tf
 
 from seq2exp.engine import monitor
-from seq2exp.engine.checkpointing import (
+from seq2exp.engine.backend import engine_backend
+from seq2exp.engine.files import (
     CheckpointWriteError,  # noqa: F401  (public here too)
-    RunCheckpoints,
     save_keras,
     write_history,
     write_text,
 )
-from seq2exp.engine.data import padded_batches
 from seq2exp.engine.metrics import PredictionCollector
 from seq2exp.engine.optim import build_optimizer, current_lr, inner_optimizer
 from seq2exp.engine.registry import ModelSpec
+from seq2exp.engine.runtime import Watchdog, set_precision
 from seq2exp.engine.settings import NonFiniteLossError, TrainSettings  # noqa: F401  (public here too)
-from seq2exp.engine.step import TFTrainStep, make_eval_step
-from seq2exp.engine.strategy import Watchdog, describe, is_chief, lost_worker_error, set_precision
 
 log = logging.getLogger(__name__)
 _METRICS = ("pearson", "spearman", "r2", "mse", "mae")
 
 
 class Trainer:
-    def __init__(self, spec: ModelSpec, model_config: dict | str | None, run_dir: str,
-                 strategy: tf.distribute.Strategy | None = None, settings: TrainSettings | None = None, *,
-                 train_examples: int | None = None, val_examples: int | None = None):
-        """`train_examples` sizes an epoch when settings.steps_per_epoch is None; `val_examples` only
+    def __init__(self, spec: ModelSpec, model_config: dict | str | None, run_dir: str, strategy=None,
+                 settings: TrainSettings | None = None, *, train_examples: int | None = None,
+                 val_examples: int | None = None):
+        """`strategy`: a tf.distribute strategy (TensorFlow) or a `distribution_jax.JaxPlacement` (JAX); None: the
+        current default (TF's default strategy; Keras' global distribution or one device under JAX).
+        `train_examples` sizes an epoch when settings.steps_per_epoch is None; `val_examples` only
         estimates the first validation's duration for the ETA."""
         self.spec, self.run_dir, self.val_examples = spec, run_dir, val_examples
         self.settings = s = settings or TrainSettings()
-        self.strategy = strategy or tf.distribute.get_strategy()
-        self.replicas = int(self.strategy.num_replicas_in_sync)
+        self.backend = backend = engine_backend(strategy)
+        self.strategy, self.replicas = backend.strategy, backend.replicas
         self.global_batch = s.batch_size * self.replicas
         self.steps_per_epoch = s.steps_per_epoch or (train_examples // self.global_batch if train_examples else 0)
         if self.steps_per_epoch < 1:
             raise ValueError("set settings.steps_per_epoch, or pass train_examples >= the global batch "
                              f"({self.global_batch} = {s.batch_size} per replica x {self.replicas} replicas)")
-        if s.jit and s.sync_batch_norm and self.replicas > 1:
-            raise ValueError("jit cannot be combined with sync_batch_norm on several replicas: the batch-norm "
-                             "all-reduce cannot run inside the XLA-compiled step; turn one of them off")
-        self.chief, self.info = is_chief(self.strategy), describe(self.strategy)
-        self.multiworker = self.info["workers"] > 1
+        backend.check_settings(s)
+        self.info = {**backend.info, "backend": backend.name}
+        self.chief, self.multiworker = self.info["chief"], self.info["workers"] > 1
         self.precision = s.precision
         if isinstance(model_config, str):
             model_config = spec.presets[model_config]()
         self.model_config = dict(model_config or {})
 
-        keras.utils.set_random_seed(s.seed)  # same initial weights on every worker and every rerun
+        backend.seed(s.seed)  # same initial weights on every worker and every rerun
         previous = keras.config.dtype_policy()
         set_precision(s.precision)
         try:
-            with self.strategy.scope():
+            with backend.scope():
                 self.model = spec.build(self.model_config)
-                self._set_sync_bn(s.sync_batch_norm)
+                backend.prepare_model(self.model, s)
                 self.optimizer = build_optimizer(s.optimizer or spec.optimizer, s.schedule or spec.schedule,
                                                  self.steps_per_epoch, s.epochs, self.replicas, s.precision)
                 self.optimizer.build(self.model.trainable_variables)  # eagerly: needed under multi-worker
-                self.checkpoints = RunCheckpoints(self.model, self.optimizer, run_dir, self.strategy, self.info,
-                                                  s.keep_checkpoints, self._say)
+                self.checkpoints = backend.checkpoints(self.model, self.optimizer, run_dir, s.keep_checkpoints,
+                                                       self._say)
         finally:
             keras.config.set_dtype_policy(previous)
         self.ckpt_dir, self.best_prefix = self.checkpoints.ckpt_dir, self.checkpoints.best_prefix
-        self.step = TFTrainStep(spec, self.model, self.optimizer, self.strategy, self.global_batch, s.jit,
-                                s.nan_policy)
-        self._eval_step = make_eval_step(spec, self.model, self.strategy)
+        self.step = backend.train_step(spec, self.model, self.optimizer, self.global_batch, s)
         self._beat: Callable[[str], None] = lambda doing: None
         self.history: list[dict] = []
 
     # ------------------------------------------------------------------ public step API
     def distribute(self, train_fn: Callable, seed: int):
-        """Iterator over per-replica batches of `train_fn(input_context, seed)`, as `fit` feeds `run_steps`."""
+        """Iterator over the batches of `train_fn(input_context, seed)`, as `fit` feeds `run_steps`."""
         return self.step.distribute(train_fn, seed)
 
     def run_steps(self, iterator, n: int):
-        """n compiled training steps: (sum of the finite losses, non-finite steps, steps done) as tensors."""
-        return self.step.run(iterator, tf.constant(n))
+        """n compiled training steps: (sum of the finite losses, non-finite steps, steps done), device scalars."""
+        return self.step.run_steps(iterator, n)
+
+    def sync_model(self) -> None:
+        """Bring the model's and optimizer's variables up to date with the compiled step (a no-op under TF)."""
+        self.step.sync_model()
 
     # ------------------------------------------------------------------ loop
-    def _set_sync_bn(self, on: bool) -> None:
-        for layer in self.model._flatten_layers(include_self=False):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.synchronized = on
-
     def evaluate(self, data) -> dict:
-        """Exact metrics over a whole split: `data` is `fn(input_context)` or a per-replica-batched dataset."""
-        def pipeline(ctx):
-            ds = data.shard(ctx.num_input_pipelines, ctx.input_pipeline_id) if isinstance(data, tf.data.Dataset) \
-                else data(ctx)
-            return padded_batches(ds, ctx.get_per_replica_batch_size(self.global_batch))
-
-        dist = self.strategy.distribute_datasets_from_function(pipeline)
-        collector, iterator = PredictionCollector(), iter(dist)
-        while True:
-            rows = self._eval_step(iterator).numpy()
+        """Exact metrics over a whole split: `data` is `fn(input_context)`, or batches (a tf.data dataset; under
+        JAX an iterable of numpy batch dicts)."""
+        collector = PredictionCollector()
+        for rows in self.backend.eval_rows(self.spec, self.model, data, self.global_batch):
             self._beat("evaluating")
             keep = rows[:, 2] > 0
             if not keep.any():  # every replica on every worker is padding: all agree to stop
@@ -141,9 +134,9 @@ class Trainer:
             with watchdog:
                 self._beat = self.checkpoints.beat = watchdog.beat
                 return self._fit(train_fn, val_fn, resume, init_from, on_epoch_end)
-        except tf.errors.OpError as err:
-            lost = self.multiworker and lost_worker_error(err, self.info, int(self.checkpoints.epoch.numpy()) + 1,
-                                                          tf.train.latest_checkpoint(self.ckpt_dir))
+        except Exception as err:
+            lost = self.multiworker and self.backend.lost_worker_error(
+                err, int(self.checkpoints.epoch.numpy()) + 1, self.checkpoints.latest())
             if not lost:
                 raise
             raise lost from err
@@ -161,10 +154,12 @@ class Trainer:
         elif init_from:
             self.load_weights(init_from)
         start = int(self.checkpoints.epoch.numpy())
-        self._say(f"training {self.spec.name}: {self.info['name']} x{self.replicas} replicas, batch "
+        self._say(f"training {self.spec.name} ({self.backend.name}): {self.info['name']} x{self.replicas} "
+                  f"replicas, batch "
                   f"{s.batch_size}/replica = {self.global_batch} global, {self.steps_per_epoch} steps/epoch, "
                   f"epochs {start + 1}..{s.epochs}, precision {self.precision}")
-        self._board = monitor.Board(self.run_dir, s.tensorboard_every, self.global_batch) if self.chief else None
+        self._board = monitor.Board(self.run_dir, s.tensorboard_every, self.global_batch,
+                                    self.backend.summary_writer) if self.chief else None
         self._progress = monitor.Progress(s.epochs, self.steps_per_epoch, self.global_batch,
                                           self.val_examples if val_fn is not None else 0, s.log_every_seconds,
                                           bar=None if self.chief else False)
@@ -198,18 +193,20 @@ class Trainer:
                 step, loss_sum, skipped = step + done, loss_sum + total, skipped + bad
                 self._beat(f"training epoch {epoch + 1} step {step}")
                 if bad and s.nan_policy == "stop":
+                    self.sync_model()  # the bad step was not applied: the variables hold the last finite update
                     raise NonFiniteLossError(
                         f"non-finite training loss at epoch {epoch + 1}, step {step}/{total_steps} (lr "
-                        f"{current_lr(self.optimizer):.3g}); stopped without applying it. Checkpoints in "
+                        f"{self._lr():.3g}); stopped without applying it. Checkpoints in "
                         f"{self.ckpt_dir} hold only finite weights. Lower the learning rate or use nan_policy='skip'.")
                 if self.chief:
                     self._progress.update(step, done, loss_sum / max(step - skipped, 1), validating)
                     if done > bad:
-                        self._board.steps(self._iterations(), total / (done - bad), lambda: current_lr(self.optimizer))
+                        self._board.steps(self._iterations(), total / (done - bad), self._lr)
         finally:
             if self.chief:
                 self._progress.end_epoch()
         seconds = time.time() - t0
+        self.sync_model()  # before anything reads the variables: evaluation, checkpoint, lr, step
         if skipped:
             log.warning("epoch %d: nan_policy='skip' dropped %d of %d updates with a non-finite loss "
                         "(history column skipped_steps)", epoch + 1, skipped, step)
@@ -217,12 +214,17 @@ class Trainer:
                 raise NonFiniteLossError(f"every update of epoch {epoch + 1} had a non-finite loss; stopping. "
                                          f"Checkpoints in {self.ckpt_dir} hold only finite weights.")
         return {"epoch": epoch + 1, "step": self._iterations(),
-                "lr": current_lr(self.optimizer), "loss": loss_sum / max(step - skipped, 1),
+                "lr": self._lr(), "loss": loss_sum / max(step - skipped, 1),
                 "seconds": seconds, "seq_per_s": step * self.global_batch / max(seconds, 1e-9),
                 "skipped_steps": skipped}
 
     def _iterations(self) -> int:
-        return int(inner_optimizer(self.optimizer).iterations.numpy())
+        """Optimizer updates so far (the compiled step's state, under JAX, mid-epoch too)."""
+        return self.step.current(lambda: int(keras.ops.convert_to_numpy(inner_optimizer(self.optimizer).iterations)))
+
+    def _lr(self) -> float:
+        """The learning rate the next update uses (the compiled step's state, under JAX, mid-epoch too)."""
+        return self.step.current(lambda: current_lr(self.optimizer))
 
     def _stop_early(self) -> bool:
         p = self.settings.patience
@@ -281,8 +283,7 @@ class Trainer:
             write_text(os.path.join(self.run_dir, "metrics.json"), json.dumps(summary, indent=1, default=str))
             if self.history:
                 write_text(os.path.join(self.run_dir, "curves.png"), monitor.curves_png(self.history))
-            self._set_sync_bn(False)  # the saved model should not need a replica context
-            save_keras(self.model, os.path.join(self.run_dir, "model.keras"))
-            self._set_sync_bn(s.sync_batch_norm)
+            with self.backend.saving(self.model, s):
+                save_keras(self.model, os.path.join(self.run_dir, "model.keras"))
         self.checkpoints.barrier()
         return summary

@@ -21,13 +21,13 @@ def predict_batch(model: keras.Model, spec: ModelSpec, batch: dict) -> np.ndarra
 
 
 def evaluate_model(model: keras.Model, spec: ModelSpec, manifest, split: str, batch_size: int = 1024) -> dict:
-    """Exact dataset-level metrics over a whole split."""
-    from data_prep.dataset import make_dataset
+    """Exact dataset-level metrics over a whole split (read with numpy: any backend, no TensorFlow)."""
+    from data_prep.numpy_reader import make_numpy_reader
 
     collector = PredictionCollector()
-    for batch in make_dataset(manifest, split, batch_size, training=False):
+    for batch in make_numpy_reader(manifest, split, batch_size, training=False):
         batch = {k: v for k, v in batch.items() if k != "id"}
-        collector.update(batch["label"].numpy(), predict_batch(model, spec, batch))
+        collector.update(batch["label"], predict_batch(model, spec, batch))
     return collector.result()
 
 

@@ -48,7 +48,7 @@ def _pooled_stats(cfg: RunConfig, train_sets) -> dict:
 def train_stage(cfg: RunConfig, spec: ModelSpec, strategy, run_dir: str, train_sets, val_sets, epochs: int,
                 init_from: str | None = None, resume: bool = False):
     """One training stage (pre-training or fine-tuning) into its own run folder."""
-    from data_prep.dataset import make_dataset
+    from seq2exp.engine.data import input_batches
     from seq2exp.engine.preflight import check_before_training
     from seq2exp.engine.trainer import Trainer
 
@@ -63,11 +63,11 @@ def train_stage(cfg: RunConfig, spec: ModelSpec, strategy, run_dir: str, train_s
                           [cfg.train_split, cfg.val_split], cfg.verify_data, say=trainer._say)
 
     def train_fn(ctx, seed):
-        return make_dataset(train_sets, cfg.train_split, trainer.global_batch, ctx, training=True, seed=seed,
-                            drop_remainder=True, shuffle_buffer=cfg.shuffle_buffer)
+        return input_batches(train_sets, cfg.train_split, trainer.global_batch, ctx, training=True, seed=seed,
+                             drop_remainder=True, shuffle_buffer=cfg.shuffle_buffer)
 
     def val_fn(ctx):
-        return make_dataset(val_sets, cfg.val_split, trainer.global_batch, ctx, training=False)
+        return input_batches(val_sets, cfg.val_split, trainer.global_batch, ctx, training=False)
 
     if spec.initialize and not resume and not init_from:
         with strategy.scope():
@@ -81,9 +81,8 @@ def test_report(cfg: RunConfig, spec: ModelSpec, trainer, train_sets, tests) -> 
     """Test metrics of the trained model and of the 6-mer ridge baseline on the same sequences."""
     import numpy as np
 
-    from data_prep.dataset import make_dataset
     from seq2exp.analysis.baseline import KmerRidge
-    from seq2exp.engine.data import eval_split, read_arrays
+    from seq2exp.engine.data import eval_split, input_batches, read_arrays
     from seq2exp.engine.metrics import regression_metrics
 
     tr = [read_arrays(m, cfg.train_split, limit=500_000) for m in train_sets]
@@ -93,7 +92,7 @@ def test_report(cfg: RunConfig, spec: ModelSpec, trainer, train_sets, tests) -> 
         split = eval_split(m)
         name = os.path.basename(m.folder)
         model_metrics = trainer.evaluate(
-            lambda ctx, m=m, split=split: make_dataset(m, split, trainer.global_batch, ctx, training=False))
+            lambda ctx, m=m, split=split: input_batches(m, split, trainer.global_batch, ctx, training=False))
         arr = read_arrays(m, split)
         report[name] = {"model": model_metrics,
                         "ridge_6mer": regression_metrics(arr["label"], ridge.predict(arr["seq"]))}

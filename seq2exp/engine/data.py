@@ -1,16 +1,21 @@
-"""Glue between run configs and data_prep: raw files become datasets, datasets become arrays.
+"""Glue between run configs and data_prep: raw files become datasets, datasets become batches.
 
 A training command accepts either dataset folders (`data_prep.build` output) or raw TSV/CSV/FASTA
 files; raw files are built into the run folder with the model's layout, so a run is reproducible
 from its folder alone.
+
+Backend-neutral and TensorFlow-free at import: `input_batches` gives tf.data under the TensorFlow
+backend and the numpy reader (`data_prep.numpy_reader`, same batches for the same seed) under any
+other, so the JAX engine runs where TensorFlow is not installed.
 """
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 from data_prep.build import build
 from data_prep.build import parser as build_parser
@@ -58,29 +63,140 @@ def eval_split(m: Manifest) -> str:
 
 
 def read_arrays(m: Manifest, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
-    """A split as numpy arrays (for baselines and small evaluations)."""
-    from data_prep.dataset import make_dataset
+    """A split as numpy arrays (for baselines and small evaluations), on any backend."""
+    from data_prep.numpy_reader import make_numpy_reader
 
     parts: dict[str, list] = {}
     n = 0
-    for batch in make_dataset(m, split, 4096, training=False):
+    for batch in make_numpy_reader(m, split, 4096, training=False):
         for k, v in batch.items():
-            parts.setdefault(k, []).append(v.numpy())
+            parts.setdefault(k, []).append(v)
         n += len(batch["seq"])
         if limit and n >= limit:
             break
     return {k: np.concatenate(v)[:limit] for k, v in parts.items()}
 
 
+# ----------------------------------------------------------------------------- training / evaluation input
+
+def uses_tf_data() -> bool:
+    """tf.data feeds the TensorFlow backend; every other backend reads with numpy (no TensorFlow needed)."""
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
+
+
+@dataclass(frozen=True)
+class ProcessInput:
+    """This process's share of the input, with `tf.distribute.InputContext`'s members.
+
+    Under JAX one input pipeline runs per process and yields the PROCESS's batch (global batch /
+    processes); keras.distribution splits it over the local devices. An input function
+    `fn(ctx, seed)` therefore serves both engines.
+    """
+
+    num_input_pipelines: int = 1
+    input_pipeline_id: int = 0
+
+    @property
+    def num_replicas_in_sync(self) -> int:
+        return self.num_input_pipelines
+
+    def get_per_replica_batch_size(self, global_batch_size: int) -> int:
+        if global_batch_size % self.num_input_pipelines:
+            raise ValueError(f"global batch {global_batch_size} is not divisible by the "
+                             f"{self.num_input_pipelines} input processes")
+        return global_batch_size // self.num_input_pipelines
+
+
+def process_input() -> ProcessInput:
+    """This JAX process's `ProcessInput` (jax.process_index() of jax.process_count())."""
+    import jax
+
+    return ProcessInput(jax.process_count(), jax.process_index())
+
+
+def input_batches(manifests: Manifest | str | Sequence, split: str, global_batch: int, ctx=None, *,
+                  training: bool, seed: int | None = None, drop_remainder: bool = False, repeat: bool | None = None,
+                  shuffle_buffer: int = 100_000, weights: Sequence[float] | None = None):
+    """One input pipeline's batches: a tf.data.Dataset (TensorFlow backend) or a numpy reader (otherwise).
+
+    Both yield the same batches in the same order for the same arguments (data_prep.order); `ctx`
+    (a tf InputContext or a `ProcessInput`) picks the pipeline and its batch, as in `make_dataset`.
+    """
+    kwargs = {"training": training, "seed": seed, "drop_remainder": drop_remainder, "repeat": repeat,
+              "shuffle_buffer": shuffle_buffer, "weights": weights}
+    if uses_tf_data():
+        from data_prep.dataset import make_dataset
+
+        return make_dataset(manifests, split, global_batch, ctx, **kwargs)
+    from data_prep.numpy_reader import make_numpy_reader
+
+    batch = ctx.get_per_replica_batch_size(global_batch) if ctx is not None else global_batch
+    index, count = (ctx.input_pipeline_id, ctx.num_input_pipelines) if ctx is not None else (0, 1)
+    return make_numpy_reader(manifests, split, batch, process_index=index, process_count=count, **kwargs)
+
+
 # ----------------------------------------------------------------------------- evaluation input
+
+def _is_text(dtype) -> bool:
+    return getattr(dtype, "kind", None) in ("O", "S", "U") or getattr(dtype, "name", None) == "string"
+
 
 def numeric_fields(batch: dict) -> dict:
     # Strings (record ids) cannot cross into XLA or all-gathers and no model reads them.
-    return {k: v for k, v in batch.items() if v.dtype != tf.string}
+    return {k: v for k, v in batch.items() if not _is_text(v.dtype)}
 
 
-def padded_batches(ds: tf.data.Dataset, b: int) -> tf.data.Dataset:
-    """Batches of exactly b rows + a row mask, then endless all-masked ones: static shapes, every row once."""
+def padded_batches(ds, b: int):
+    """Batches of exactly b rows + a row mask, then endless all-masked ones: static shapes, every row once.
+
+    `ds` is a tf.data.Dataset (returns one) or an iterable of numpy batch dicts (returns a generator
+    of (batch, mask) pairs that never ends: stop when every process sees an all-False mask).
+    """
+    if hasattr(ds, "element_spec"):  # tf.data
+        return _padded_tf(ds, b)
+    return _padded_numpy(ds, b)
+
+
+def _schema_fields(schema) -> dict:
+    """field -> (shape of one row, dtype) of the numeric fields a reader of `schema` yields."""
+    out = {"seq": ((schema.length,), np.dtype(np.uint8)), "fold": ((), np.dtype(np.uint8))}
+    if schema.labeled:
+        out["label"] = ((), np.dtype(np.float32))
+        if schema.singleton:
+            out["is_singleton"] = ((), np.dtype(np.uint8))
+    return out
+
+
+def _padded_numpy(batches: Iterable[dict], b: int) -> Iterator[tuple[dict, np.ndarray]]:
+    pending: list[dict] = []
+    have = 0
+    # a process whose share is empty still needs the filler's shapes (it joins every collective)
+    template = _schema_fields(batches.schema) if hasattr(batches, "schema") else None
+    for batch in batches:
+        batch = {k: np.asarray(v) for k, v in numeric_fields(batch).items()}
+        template = template or {k: (v.shape[1:], v.dtype) for k, v in batch.items()}
+        pending.append(batch)
+        have += len(batch["seq"])
+        while have >= b:
+            whole = {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
+            yield {k: v[:b] for k, v in whole.items()}, np.ones(b, bool)
+            pending, have = [{k: v[b:] for k, v in whole.items()}], have - b
+    if template is None:
+        raise ValueError("evaluation input is empty and names no record schema: no field shapes to pad with")
+    if have:
+        rest = {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
+        yield ({k: np.concatenate([v, np.zeros((b - have, *v.shape[1:]), v.dtype)]) for k, v in rest.items()},
+               np.arange(b) < have)
+    filler = {k: np.zeros((b, *shape), dtype) for k, (shape, dtype) in template.items()}
+    while True:
+        yield filler, np.zeros(b, bool)
+
+
+def _padded_tf(ds, b: int):
+    import tensorflow as tf
+
     ds = ds.map(numeric_fields).unbatch().batch(b)
     shapes = {k: tf.TensorShape([b]).concatenate(v.shape[1:]) for k, v in ds.element_spec.items()}
 

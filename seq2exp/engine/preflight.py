@@ -33,24 +33,38 @@ def _local(path: str) -> bool:
     return "://" not in path
 
 
-def check_output_dir(run_dir: str) -> None:
-    """Create `run_dir` and prove a file can be written, flushed to disk and removed there."""
-    import tensorflow as tf
-
-    probe = os.path.join(run_dir, f".write-probe-{socket.gethostname()}-{os.getpid()}")
+def _gfile_errors() -> tuple:
+    """The errors a write probe can raise: OSError, plus TensorFlow's file errors for remote folders."""
     try:
-        tf.io.gfile.makedirs(run_dir)
+        import tensorflow as tf
+    except ImportError:
+        return (OSError,)
+    return (OSError, tf.errors.OpError)
+
+
+def check_output_dir(run_dir: str) -> None:
+    """Create `run_dir` and prove a file can be written, flushed to disk and removed there.
+
+    Local folders need no TensorFlow; remote ones (gs://...) are written through tf.io.gfile.
+    """
+    probe = os.path.join(run_dir, f".write-probe-{socket.gethostname()}-{os.getpid()}")
+    errors = (OSError,) if _local(run_dir) else _gfile_errors()
+    try:
         if _local(run_dir):
+            os.makedirs(run_dir, exist_ok=True)
             with open(probe, "wb") as fh:
                 fh.write(b"\0" * 4096)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.remove(probe)
         else:
+            import tensorflow as tf  # an ImportError here says what is missing
+
+            tf.io.gfile.makedirs(run_dir)
             with tf.io.gfile.GFile(probe, "wb") as fh:
                 fh.write(b"\0" * 4096)
             tf.io.gfile.remove(probe)
-    except (OSError, tf.errors.OpError) as err:
+    except errors as err:
         reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[-1]
         raise PreflightError(f"{run_dir}: the output folder is not writable ({reason}); choose another "
                              "--run-dir or fix its permissions / free space") from err
@@ -104,16 +118,20 @@ def check_data(manifests: list[Manifest], layout: str, splits: list[str] | None 
 
 
 def _dummy_batch(m: Manifest, n: int = 2) -> dict:
-    """What the reader yields for `n` records of this manifest (all-A sequences)."""
-    import tensorflow as tf
-
+    """What the reader yields for `n` records of this manifest (all-A sequences), as numpy (any backend)."""
     schema = m.schema
-    batch = {"seq": tf.zeros((n, schema.length), tf.uint8), "fold": tf.zeros((n,), tf.uint8)}
+    batch = {"seq": np.zeros((n, schema.length), np.uint8), "fold": np.zeros((n,), np.uint8)}
     if schema.labeled:
-        batch["label"] = tf.fill((n,), 5.0)
+        batch["label"] = np.full((n,), 5.0, np.float32)
         if schema.singleton:
-            batch["is_singleton"] = tf.zeros((n,), tf.uint8)
+            batch["is_singleton"] = np.zeros((n,), np.uint8)
     return batch
+
+
+def _on_tpu(trainer) -> bool:
+    """A TF TPUStrategy (its variables take no eager host-side call); recognised without importing TF."""
+    strategy = getattr(trainer, "strategy", None)
+    return any(c.__name__.startswith("TPUStrategy") for c in type(strategy).__mro__)
 
 
 def check_model_data(model, spec, m: Manifest, config: dict | None = None, forward: bool = True) -> None:
@@ -153,10 +171,8 @@ def check_before_training(trainer, spec, manifests: list[Manifest], splits: list
     check_free_space(trainer.run_dir, sizes["run"],
                      f"({trainer.settings.keep_checkpoints} checkpoints of {sizes['checkpoint'] / 1e6:,.1f} MB, "
                      "best weights and model.keras)")
-    import tensorflow as tf
-
     data = check_data(manifests, spec.layout, splits, verify)
-    on_tpu = isinstance(trainer.strategy, tf.distribute.TPUStrategy)  # no eager host-side call on TPU variables
+    on_tpu = _on_tpu(trainer)
     for m in manifests:
         check_model_data(trainer.model, spec, m, trainer.model_config, forward=not on_tpu)
     say(f"preflight: {trainer.run_dir} writable with room for ~{sizes['run'] / 1e6:,.1f} MB; "

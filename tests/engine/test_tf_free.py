@@ -1,0 +1,146 @@
+"""The package without TensorFlow (issue 13 item 5): KERAS_BACKEND=jax with `import tensorflow` failing.
+
+Each test runs a fresh interpreter whose meta-path hook makes every `tensorflow` import fail as if it
+were not installed (keras then behaves as in a TF-free venv), so the checks hold in this venv (which
+has TensorFlow) and in CI's TF-free one (`pip install -e '.[jax]'`, `pytest -m tf_free`) alike.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.tf_free
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+#: runs first in every child: `import tensorflow` (and any submodule) fails; at exit the child says
+#: whether anything managed to import it anyway
+HOOK = textwrap.dedent("""
+    import atexit, sys
+    class _NoTensorFlow:
+        def find_spec(self, name, path=None, target=None):
+            if name == "tensorflow" or name.startswith("tensorflow."):
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+    sys.meta_path.insert(0, _NoTensorFlow())
+    atexit.register(lambda: "tensorflow" in sys.modules and print("TENSORFLOW WAS IMPORTED", file=sys.stderr))
+""")
+
+
+def run_without_tf(code: str | None = None, module: list[str] | None = None, cwd: str | None = None,
+                   timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -c HOOK+code`, or `python -m module...` behind the hook; JAX backend, this checkout first."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+    if module is not None:
+        code = f"import runpy, sys; sys.argv = {module!r}; runpy.run_module({module[0]!r}, run_name='__main__')"
+    proc = subprocess.run([sys.executable, "-c", HOOK + textwrap.dedent(code)], cwd=cwd or ROOT, env=env,
+                          check=False, capture_output=True, text=True, timeout=timeout)
+    assert "TENSORFLOW WAS IMPORTED" not in proc.stderr, proc.stderr[-3000:]
+    return proc
+
+
+def check(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
+    return proc.stdout
+
+
+def test_the_hook_blocks_tensorflow():
+    """Control: the hook really makes TensorFlow unimportable (else every test below proves nothing)."""
+    out = check(run_without_tf("""
+        try:
+            import tensorflow
+        except ModuleNotFoundError as err:
+            print("blocked:", err)
+        import keras
+        print("backend", keras.backend.backend())
+    """))
+    assert "blocked:" in out and "backend jax" in out
+
+
+#: what must import without TensorFlow (item 5 of issue 13); the TF engine modules and data_prep.dataset may not
+TF_FREE_MODULES = [
+    "data_prep.build", "data_prep.manifest", "data_prep.numpy_reader", "data_prep.simulate",
+    "crmnet.model", "crmnet.registry", "crmnet.train", "crmnet.evaluate", "crmnet.predict",
+    "legnet_tf.model", "legnet_tf.registry", "legnet_tf.train",
+    "dream_peers.registry",
+    "seq2exp.engine.data", "seq2exp.engine.preflight", "seq2exp.engine.registry", "seq2exp.engine.step_jax",
+    "seq2exp.analysis.baseline", "seq2exp.analysis.evaluation", "seq2exp.analysis.interpret",
+    "seq2exp.analysis.plots", "seq2exp.analysis.report", "seq2exp.analysis.stats", "seq2exp.analysis.variants",
+    "seq2exp.cli.commands", "seq2exp.cli.config", "seq2exp.cli.run",
+    "seq2exp.train", "seq2exp.evaluate", "seq2exp.predict",
+    "benchmarks.step_time", "benchmarks.step_engines", "benchmarks.env_info", "benchmarks.flops",
+]
+
+
+def test_import_graph_without_tensorflow():
+    out = check(run_without_tf(f"""
+        import importlib
+        from seq2exp.engine.registry import load_all_models
+        failed = []
+        for name in {TF_FREE_MODULES!r}:
+            try:
+                importlib.import_module(name)
+            except Exception as err:
+                failed.append(f"{{name}}: {{type(err).__name__}}: {{err}}")
+        print("loaded models:", sorted(s.name for s in load_all_models()))
+        print("FAILED", failed)
+    """))
+    assert "FAILED []" in out, out
+    assert "loaded models: ['cnn_bilstm', 'crmnet', 'legnet', 'macaron']" in out
+
+
+def test_data_preflight_evaluate_predict_without_tensorflow(tmp_path):
+    """build -> manifest -> numpy reader -> preflight -> evaluate_model / predict_files, TensorFlow blocked."""
+    out = check(run_without_tf(f"""
+        import io, json, os
+        import numpy as np
+        import keras
+        from data_prep.simulate import simulate, write_tsv
+        from data_prep.manifest import load_manifest
+        from data_prep.numpy_reader import make_numpy_reader
+        from seq2exp.engine import preflight
+        from seq2exp.engine.data import (ProcessInput, eval_split, input_batches, padded_batches, prepare,
+                                         read_arrays)
+        from seq2exp.engine.registry import get_model_spec
+        from seq2exp.analysis.evaluation import evaluate_model, predict_files
+        tmp = {str(tmp_path)!r}
+        write_tsv(simulate(600, seed=1), os.path.join(tmp, "train.tsv"))
+        write_tsv(simulate(150, seed=2), os.path.join(tmp, "test.tsv"))
+        result = {{}}
+        for name in ("crmnet", "legnet"):
+            spec = get_model_spec(name)
+            (train,) = prepare([os.path.join(tmp, "train.tsv")], spec.layout, os.path.join(tmp, "data"))
+            (test,) = prepare([os.path.join(tmp, "test.tsv")], spec.layout, os.path.join(tmp, "data"), split="none",
+                              group=False)
+            # the training input the JAX engine gets: numpy batches of this process, static shapes
+            reader = input_batches(train, "train", 64, ProcessInput(), training=True, seed=3, drop_remainder=True)
+            shapes = {{k: v.shape for k, v in next(iter(reader)).items()}}
+            model = spec.build(spec.presets["tiny"]())
+            preflight.check_output_dir(os.path.join(tmp, "run_" + name))
+            preflight.check_data([train, test], spec.layout, None, "sha256")
+            preflight.check_model_data(model, spec, train, spec.presets["tiny"]())
+            n_val = train.records("val")
+            masks = [m for _, m in zip(range(40), (m for _, m in padded_batches(input_batches(
+                train, "val", 32, ProcessInput(), training=False), 32)))]
+            metrics = evaluate_model(model, spec, test, eval_split(test), batch_size=64)
+            buf = io.StringIO()
+            n_pred = predict_files(model, spec, [os.path.join(tmp, "test.tsv")], buf, batch_size=64)
+            arrays = read_arrays(test, "all")
+            result[name] = {{"reader": type(reader).__name__, "shapes": {{k: list(v) for k, v in shapes.items()}},
+                            "val_rows": int(sum(m.sum() for m in masks)), "n_val": n_val,
+                            "n_eval": metrics["n"], "n_pred": n_pred, "n_arrays": len(arrays["label"]),
+                            "finite": bool(np.isfinite(metrics["pearson"]))}}
+        print("RESULT", json.dumps(result))
+    """))
+    result = json.loads(out.split("RESULT ", 1)[1])
+    for name, length in (("crmnet", 112), ("legnet", 150)):
+        r = result[name]
+        assert r["reader"] == "NumpyReader"
+        assert r["shapes"]["seq"] == [64, length] and r["shapes"]["label"] == [64]
+        assert r["val_rows"] == r["n_val"] > 0  # every validation row once, padding masked
+        assert r["n_eval"] == r["n_pred"] == r["n_arrays"] == 150
+        assert r["finite"]

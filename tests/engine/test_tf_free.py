@@ -35,8 +35,10 @@ HOOK = textwrap.dedent("""
 def run_without_tf(code: str | None = None, module: list[str] | None = None, cwd: str | None = None,
                    timeout: int = 600) -> subprocess.CompletedProcess:
     """`python -c HOOK+code`, or `python -m module...` behind the hook; JAX backend, this checkout first."""
+    # XLA's CPU backend optimisations off: about half the compile time; these tests check paths, not speed
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+           "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
+           "XLA_FLAGS": os.environ.get("XLA_FLAGS", "--xla_backend_optimization_level=0")}
     if module is not None:
         code = f"import runpy, sys; sys.argv = {module!r}; runpy.run_module({module[0]!r}, run_name='__main__')"
     proc = subprocess.run([sys.executable, "-c", HOOK + textwrap.dedent(code)], cwd=cwd or ROOT, env=env,

@@ -3,11 +3,12 @@ strategies and XLA, as in the CRMnet paper's Table 1, on whatever machine this r
 
 For every registry model x strategy x precision x jit x per-replica batch size (ascending):
 
-* the step is the package's real one (``benchmarks.step_engines``): under TensorFlow the
-  ``seq2exp.engine.trainer.Trainer`` step fed by the TFRecord reader (default; a small simulated dataset is
-  built with ``data_prep`` unless ``--data`` is given) or by fixed synthetic batches
-  (``--synthetic-input``, to isolate the model from the input pipeline); under ``KERAS_BACKEND=jax``
-  a jitted stateless step on synthetic batches (TensorFlow is not imported);
+* the step is the package's real one (``benchmarks.step_engines``): the ``seq2exp.engine.trainer.Trainer``
+  step of the active Keras backend (TensorFlow: ``strategy.run``; ``KERAS_BACKEND=jax``: the engine's
+  ``jax.jit`` stateless step over keras.distribution, TensorFlow never imported), fed by the engine's reader
+  (default; tf.data or the numpy reader; a small simulated dataset is built with ``data_prep`` unless
+  ``--data`` is given) or by fixed synthetic batches (``--synthetic-input``, to isolate the model from the
+  input pipeline);
 * ``--warmup`` untimed steps first (tracing, XLA compilation, allocator and pipeline warm-up; with
   ``--warmup-epochs N`` also N passes over the dataset), then ``--steps`` timed steps, each ended by
   fetching the loss value (device synchronisation) before the clock is read; median, quartiles,
@@ -79,7 +80,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("input")
     g.add_argument("--synthetic-input", action="store_true",
-                   help="fixed synthetic batches instead of the TFRecord reader (always so under JAX)")
+                   help="fixed synthetic batches instead of the engine's reader of the TFRecord shards")
     g.add_argument("--data", action="append", default=[],
                    help="a data_prep.build dataset folder (repeat for several layouts); default: simulated")
     g.add_argument("--data-split", default="auto", help="split to read; auto = 'train' if present, else 'all'")
@@ -132,8 +133,6 @@ def _check_args(args, backend: str) -> tuple[list, list, list, list, list]:
         if pr not in PRECISIONS:
             raise SystemExit(f"--precisions: unknown {pr!r}; choose from {', '.join(PRECISIONS)}")
     strategies = _split_list(args.strategies)
-    if backend == "jax" and strategies != ["default"]:
-        raise SystemExit("under KERAS_BACKEND=jax only --strategies default (one device) is supported")
     if args.warmup < 0 or args.steps < 1 or args.steps_per_execution < 1:
         raise SystemExit("--warmup must be >= 0, --steps and --steps-per-execution >= 1")
     if args.budget_s is not None and args.budget_s <= 0:
@@ -305,20 +304,22 @@ def run_config(args, ctx: dict, precision: str, jit: bool, batch: int) -> dict:
 
 
 def _make_step(args, ctx, precision, jit, batch):
-    from benchmarks.step_engines import JaxStep, TFEngineStep, tf_reader_train_fn, tf_synthetic_train_fn
+    from benchmarks.step_engines import EngineStep, reader_train_fn, synthetic_train_fn
 
     spec = ctx["spec"]
-    if ctx["backend"] == "jax":
-        records = synthetic_records(ctx["layout"], args.n_batches, batch, args.seed + batch)
-        return JaxStep(spec, ctx["config"], precision, batch, jit, args.seed, records)
     if args.synthetic_input:
-        train_fn = tf_synthetic_train_fn(synthetic_records(ctx["layout"], args.n_batches, batch, args.seed + batch))
+        rows = batch  # TF: tf.data yields per-replica batches; JAX: this process's rows of the global batch
+        if ctx["backend"] == "jax":
+            from seq2exp.engine.data import process_input
+
+            rows = process_input().get_per_replica_batch_size(batch * ctx["replicas"])
+        train_fn = synthetic_train_fn(synthetic_records(ctx["layout"], args.n_batches, rows, args.seed + batch))
     else:
         manifest, split = ctx["data"]
-        train_fn = tf_reader_train_fn(manifest, split, batch * ctx["replicas"], args.shuffle_buffer)
+        train_fn = reader_train_fn(manifest, split, batch * ctx["replicas"], args.shuffle_buffer)
     run_dir = tempfile.mkdtemp(prefix=f"{spec.name}_b{batch}_", dir=ctx["runs"])
-    return TFEngineStep(spec, ctx["config"], ctx["strategy"], precision, batch, jit, args.seed, run_dir, train_fn,
-                        steps_per_execution=args.steps_per_execution)
+    return EngineStep(spec, ctx["config"], ctx["strategy"], precision, batch, jit, args.seed, run_dir, train_fn,
+                      steps_per_execution=args.steps_per_execution)
 
 
 def _describe(line: dict) -> str:
@@ -335,12 +336,9 @@ def _describe(line: dict) -> str:
 
 def _strategy_fields(args, env: dict, model: str, sname: str, strategy, params: int) -> dict:
     """The strategy and the columns every row of this model x strategy carries (its environment included)."""
-    if strategy is not None:
-        from seq2exp.engine.strategy import describe
+    from seq2exp.engine.backend import describe
 
-        info = describe(strategy)
-    else:
-        info = {"name": "jax (one device)", "replicas": 1}
+    info = describe(strategy)
     replicas = int(info["replicas"])
     hardware = (f"{env['accelerator_count']} x {env['accelerator']}" if env.get("accelerator_count")
                 else f"CPU: {env['cpu_model']} ({env['os_cpu_count']} cores)")
@@ -393,15 +391,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"KERAS_BACKEND={backend!r}: step_time runs under tensorflow or jax")
     models, batches, precisions, strategy_names, jits = _check_args(args, backend)
     peaks = _peak_tflops(args.peak_tflops, precisions)
-    if backend == "jax" and not args.synthetic_input:
-        print("KERAS_BACKEND=jax: the TFRecord reader needs TensorFlow; timing on synthetic input", file=sys.stderr)
-        args.synthetic_input = True
-    strategies = {}
-    if backend == "tensorflow":
-        from seq2exp.engine.strategy import resolve_strategy
+    from seq2exp.engine.backend import resolve_strategy
 
-        for name in strategy_names:  # first: multi-worker/TPU strategies must exist before any other TF op
-            strategies[name] = resolve_strategy(name)
+    # first: TF multi-worker/TPU strategies (and JAX's multi-process runtime) must exist before other work
+    strategies = {name: resolve_strategy(name) for name in strategy_names}
     env = environment(backend)
     print(summary_line(env), file=sys.stderr)
     os.makedirs(args.out_dir, exist_ok=True)

@@ -149,14 +149,15 @@ def test_report_formats_and_table_shape():
 
 
 def test_jax_backend_times_without_tensorflow(tmp_path):
-    """KERAS_BACKEND=jax: the same registry model, jitted stateless step, synthetic input, no TensorFlow import."""
+    """KERAS_BACKEND=jax: the same registry model through the JAX engine's step, synthetic input, no TensorFlow."""
     require_module("jax", "the JAX path is timed with jax on CPU (pip install jax)")
     out = tmp_path / "jax"
     script = textwrap.dedent(f"""
         import sys
         from benchmarks import step_time
         rc = step_time.main(["--models", "legnet", "--preset", "tiny", "--warmup", "1", "--steps", "2",
-                             "--batch-sizes", "4", "--jit", "--no-plot", "--out-dir", {str(out)!r}])
+                             "--batch-sizes", "4", "--jit", "--synthetic-input", "--no-plot",
+                             "--out-dir", {str(out)!r}])
         print("TF_IMPORTED", "tensorflow" in sys.modules)
         sys.exit(rc)
     """)

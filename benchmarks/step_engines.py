@@ -1,22 +1,20 @@
-"""The training steps ``benchmarks.step_time`` times, one per Keras backend, and their memory probes.
+"""The training step ``benchmarks.step_time`` times, on either Keras backend, and its memory probes.
 
-* ``TFEngineStep``: the package's real engine step. A ``seq2exp.engine.trainer.Trainer`` (the model spec's
-  loss, optimizer + schedule, input transform, strategy, precision, ``jit``) is fed by
-  ``Trainer.distribute`` exactly as ``Trainer.fit`` feeds it, and ``Trainer.run_steps`` runs
-  ``steps_per_execution`` compiled steps per call. Input: the TFRecord reader
-  (``data_prep.dataset.make_dataset``) or synthetic uint8 record batches.
-* ``JaxStep``: the engine's JAX step (``seq2exp.engine.step_jax.JaxTrainStep``) of the same registry
-  model, loss and optimizer + schedule (``seq2exp.engine.optim``) under ``KERAS_BACKEND=jax``,
-  ``jax.jit``-compiled with ``--jit``, on synthetic batches already on the device. Imports
-  nothing from TensorFlow.
+``EngineStep`` is the package's real engine step: a ``seq2exp.engine.trainer.Trainer`` (the model spec's loss,
+optimizer + schedule, input transform, strategy / device placement, precision, ``jit``) fed by
+``Trainer.distribute`` exactly as ``Trainer.fit`` feeds it, with ``Trainer.run_steps`` running
+``steps_per_execution`` compiled steps per call. Under TensorFlow that is ``strategy.run`` in a
+``tf.function``; under ``KERAS_BACKEND=jax`` the engine's ``jax.jit`` stateless step over
+keras.distribution (nothing from TensorFlow is imported). Input: the reader the engine uses
+(``seq2exp.engine.data.input_batches``: tf.data or the numpy reader) or fixed synthetic record batches.
 
 Every ``step()`` returns the loss as a Python float: fetching it waits for the device, so the
 clock is read after the step has really finished.
 """
 from __future__ import annotations
 
+import itertools
 import os
-import random
 import threading
 
 import numpy as np
@@ -108,19 +106,31 @@ def build_under_precision(precision: str, build):
         keras.config.set_dtype_policy(previous)
 
 
-# ----------------------------------------------------------------------------- TensorFlow
+# ----------------------------------------------------------------------------- the engine step
 
-class TFEngineStep:
-    """``Trainer.run_steps`` of a registry model (see module docstring)."""
+def _accelerators() -> list:
+    """(backend, devices with allocator statistics): TF's logical GPUs, or JAX's local non-CPU devices."""
+    import keras
 
-    backend = "tensorflow"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name.replace("/device:", "") for d in tf.config.list_logical_devices("GPU")]
+    import jax
+
+    return [d for d in jax.local_devices() if d.platform != "cpu"]
+
+
+class EngineStep:
+    """``Trainer.run_steps`` of a registry model on the active backend (see module docstring)."""
 
     def __init__(self, spec, model_config: dict, strategy, precision: str, batch: int, jit: bool, seed: int,
                  run_dir: str, train_fn, steps_per_execution: int = 1, schedule_steps: int = 1000):
-        import tensorflow as tf
+        import keras
 
         from seq2exp.engine.trainer import Trainer, TrainSettings
 
+        self.backend = keras.backend.backend()
         # one schedule "epoch" of schedule_steps: the few timed steps stay near the schedule's start
         settings = TrainSettings(epochs=1, batch_size=batch, steps_per_epoch=schedule_steps, jit=jit, seed=seed,
                                  patience=None, nan_policy="skip", steps_per_execution=steps_per_execution,
@@ -131,7 +141,7 @@ class TFEngineStep:
         self.steps_per_call = steps_per_execution
         self.iterator = self.trainer.distribute(train_fn, seed)
         self.bad_steps = 0
-        self.gpus = [d.name.replace("/device:", "") for d in tf.config.list_logical_devices("GPU")]
+        self.devices = _accelerators()
 
     def step(self) -> float:
         total, bad, done = self.trainer.run_steps(self.iterator, self.steps_per_call)
@@ -141,100 +151,66 @@ class TFEngineStep:
             raise RuntimeError(f"engine step ran {int(done)} of {self.steps_per_call} steps")
         return loss / self.steps_per_call
 
-    # device memory: TF's allocator stats on GPU/TPU; None on CPU (the caller samples RSS instead)
+    # device memory: the allocator's statistics on GPU/TPU; None on CPU (the caller samples RSS instead).
+    # TF resets its peak per configuration; JAX has no reset: its peak is the process's so far.
     def reset_memory(self) -> None:
-        import tensorflow as tf
+        if self.backend == "tensorflow":
+            import tensorflow as tf
 
-        for d in self.gpus:
-            tf.config.experimental.reset_memory_stats(d)
+            for d in self.devices:
+                tf.config.experimental.reset_memory_stats(d)
 
     def peak_memory(self) -> int | None:
-        import tensorflow as tf
-
-        if not self.gpus:
+        if not self.devices:
             return None
-        return max(int(tf.config.experimental.get_memory_info(d)["peak"]) for d in self.gpus)
+        if self.backend == "tensorflow":
+            import tensorflow as tf
 
-    memory_kind = property(lambda self: "device_peak" if self.gpus else "host_rss_delta")
+            return max(int(tf.config.experimental.get_memory_info(d)["peak"]) for d in self.devices)
+        stats = [d.memory_stats() or {} for d in self.devices]
+        peaks = [int(s["peak_bytes_in_use"]) for s in stats if "peak_bytes_in_use" in s]
+        return max(peaks) if peaks else None
+
+    @property
+    def memory_kind(self) -> str:
+        if self.peak_memory() is None:
+            return "host_rss_delta"
+        return "device_peak" if self.backend == "tensorflow" else "device_peak_process"
 
     def close(self) -> None:
+        close = getattr(self.iterator, "close", None)
+        if close is not None:  # the JAX engine's prefetch thread
+            close()
         self.iterator = None
         self.trainer = None
 
 
-def tf_synthetic_train_fn(records: dict):
-    """A ``train_fn(ctx, seed)`` cycling fixed per-replica record batches (no reader in the way)."""
-    import tensorflow as tf
+def synthetic_train_fn(records: dict):
+    """A ``train_fn(ctx, seed)`` cycling fixed record batches (no reader in the way).
 
-    def train_fn(ctx, seed):
-        return tf.data.Dataset.from_tensor_slices(records).repeat().prefetch(2)
+    ``records`` holds (n_batches, b, ...) arrays: b = the per-replica batch under TensorFlow (tf.data
+    per replica), the process's batch (every local device's rows) under JAX."""
+    import keras
+
+    n = next(iter(records.values())).shape[0]
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        def train_fn(ctx, seed):
+            return tf.data.Dataset.from_tensor_slices(records).repeat().prefetch(2)
+    else:
+        def train_fn(ctx, seed):
+            return ({k: v[i] for k, v in records.items()} for i in itertools.cycle(range(n)))
 
     return train_fn
 
 
-def tf_reader_train_fn(manifest, split: str, global_batch: int, shuffle_buffer: int):
-    """The training reader, as ``seq2exp.cli.run`` builds it, repeating forever."""
-    from data_prep.dataset import make_dataset
+def reader_train_fn(manifest, split: str, global_batch: int, shuffle_buffer: int):
+    """The training reader, as ``seq2exp.cli.run`` builds it (tf.data or numpy by backend), repeating forever."""
+    from seq2exp.engine.data import input_batches
 
     def train_fn(ctx, seed):
-        return make_dataset(manifest, split, global_batch, ctx, training=True, seed=seed, drop_remainder=True,
-                            repeat=True, shuffle_buffer=shuffle_buffer)
+        return input_batches(manifest, split, global_batch, ctx, training=True, seed=seed, drop_remainder=True,
+                             repeat=True, shuffle_buffer=shuffle_buffer)
 
     return train_fn
-
-
-# ----------------------------------------------------------------------------- JAX
-
-class JaxStep:
-    """One jitted stateless training step of a registry model under the JAX backend."""
-
-    backend = "jax"
-    replicas = 1
-    steps_per_call = 1
-
-    def __init__(self, spec, model_config: dict, precision: str, batch: int, jit: bool, seed: int, records: dict,
-                 schedule_steps: int = 1000):
-        import jax
-
-        from seq2exp.engine.optim import build_optimizer
-        from seq2exp.engine.step_jax import JaxTrainStep
-
-        # keras.utils.set_random_seed would import TensorFlow when it is installed; the default seeds of
-        # Keras' initializers come from Python's `random` when no global Keras seed is set
-        random.seed(seed)
-        np.random.seed(seed)
-        model = build_under_precision(precision, lambda: spec.build(model_config))
-        # one schedule "epoch" of schedule_steps, as TFEngineStep: the timed steps stay near the schedule's start
-        opt = build_optimizer(spec.optimizer, spec.schedule, schedule_steps, 1, precision=precision)
-        opt.build(model.trainable_variables)
-        engine = JaxTrainStep(spec, model, opt, jit=jit)
-        self.params = int(sum(int(np.prod(v.shape)) for v in model.trainable_variables))
-        self.global_batch = batch
-        self._fn, self._state = engine.step, engine.initial_state()
-        n = next(iter(records.values())).shape[0]
-        self._batches = [jax.device_put({k: v[i] for k, v in records.items()}) for i in range(n)]
-        self._i = 0
-        self.bad_steps = 0
-        self._device = jax.devices()[0]
-
-    def step(self) -> float:
-        loss, self._state = self._fn(self._state, self._batches[self._i % len(self._batches)])
-        self._i += 1
-        value = float(loss)  # waits for the step
-        if not np.isfinite(value):
-            self.bad_steps += 1
-        return value
-
-    def reset_memory(self) -> None:  # JAX has no reset: peak_bytes_in_use is the process's peak so far
-        pass
-
-    def peak_memory(self) -> int | None:
-        stats = self._device.memory_stats() if hasattr(self._device, "memory_stats") else None
-        return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
-
-    @property
-    def memory_kind(self) -> str:
-        return "device_peak_process" if self.peak_memory() is not None else "host_rss_delta"
-
-    def close(self) -> None:
-        self._state = self._batches = self._fn = None

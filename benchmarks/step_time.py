@@ -3,11 +3,12 @@ strategies and XLA, as in the CRMnet paper's Table 1, on whatever machine this r
 
 For every registry model x strategy x precision x jit x per-replica batch size (ascending):
 
-* the step is the package's real one (``benchmarks.step_engines``): under TensorFlow the
-  ``seq2exp.engine.trainer.Trainer`` step fed by the TFRecord reader (default; a small simulated dataset is
-  built with ``data_prep`` unless ``--data`` is given) or by fixed synthetic batches
-  (``--synthetic-input``, to isolate the model from the input pipeline); under ``KERAS_BACKEND=jax``
-  a jitted stateless step on synthetic batches (TensorFlow is not imported);
+* the step is the package's real one (``benchmarks.step_engines``): the ``seq2exp.engine.trainer.Trainer``
+  step of the active Keras backend (TensorFlow: ``strategy.run``; ``KERAS_BACKEND=jax``: the engine's
+  ``jax.jit`` stateless step over keras.distribution, TensorFlow never imported), fed by the engine's reader
+  (default; tf.data or the numpy reader; a small simulated dataset is built with ``data_prep`` unless
+  ``--data`` is given) or by fixed synthetic batches (``--synthetic-input``, to isolate the model from the
+  input pipeline);
 * ``--warmup`` untimed steps first (tracing, XLA compilation, allocator and pipeline warm-up; with
   ``--warmup-epochs N`` also N passes over the dataset), then ``--steps`` timed steps, each ended by
   fetching the loss value (device synchronisation) before the clock is read; median, quartiles,
@@ -72,10 +73,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     g.add_argument("--time-limit", type=float, default=None,
                    help="seconds of timed steps per configuration; at least 2 timed steps always run")
+    g.add_argument("--budget-s", type=float, default=None,
+                   help="wall seconds for the whole sweep, shared evenly by the models still to run: a configuration "
+                        "is only started inside its model's share (the rest are recorded as not_run); the tables "
+                        "are rewritten after every configuration, so a killed sweep leaves what it measured")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("input")
     g.add_argument("--synthetic-input", action="store_true",
-                   help="fixed synthetic batches instead of the TFRecord reader (always so under JAX)")
+                   help="fixed synthetic batches instead of the engine's reader of the TFRecord shards")
     g.add_argument("--data", action="append", default=[],
                    help="a data_prep.build dataset folder (repeat for several layouts); default: simulated")
     g.add_argument("--data-split", default="auto", help="split to read; auto = 'train' if present, else 'all'")
@@ -128,10 +133,10 @@ def _check_args(args, backend: str) -> tuple[list, list, list, list, list]:
         if pr not in PRECISIONS:
             raise SystemExit(f"--precisions: unknown {pr!r}; choose from {', '.join(PRECISIONS)}")
     strategies = _split_list(args.strategies)
-    if backend == "jax" and strategies != ["default"]:
-        raise SystemExit("under KERAS_BACKEND=jax only --strategies default (one device) is supported")
     if args.warmup < 0 or args.steps < 1 or args.steps_per_execution < 1:
         raise SystemExit("--warmup must be >= 0, --steps and --steps-per-execution >= 1")
+    if args.budget_s is not None and args.budget_s <= 0:
+        raise SystemExit(f"--budget-s must be positive seconds, got {args.budget_s}")
     jits = [False, True] if args.jit_both else [args.jit]
     return models, batches, precisions, strategies, jits
 
@@ -299,25 +304,29 @@ def run_config(args, ctx: dict, precision: str, jit: bool, batch: int) -> dict:
 
 
 def _make_step(args, ctx, precision, jit, batch):
-    from benchmarks.step_engines import JaxStep, TFEngineStep, tf_reader_train_fn, tf_synthetic_train_fn
+    from benchmarks.step_engines import EngineStep, reader_train_fn, synthetic_train_fn
 
     spec = ctx["spec"]
-    if ctx["backend"] == "jax":
-        records = synthetic_records(ctx["layout"], args.n_batches, batch, args.seed + batch)
-        return JaxStep(spec, ctx["config"], precision, batch, jit, args.seed, records)
     if args.synthetic_input:
-        train_fn = tf_synthetic_train_fn(synthetic_records(ctx["layout"], args.n_batches, batch, args.seed + batch))
+        rows = batch  # TF: tf.data yields per-replica batches; JAX: this process's rows of the global batch
+        if ctx["backend"] == "jax":
+            from seq2exp.engine.data import process_input
+
+            rows = process_input().get_per_replica_batch_size(batch * ctx["replicas"])
+        train_fn = synthetic_train_fn(synthetic_records(ctx["layout"], args.n_batches, rows, args.seed + batch))
     else:
         manifest, split = ctx["data"]
-        train_fn = tf_reader_train_fn(manifest, split, batch * ctx["replicas"], args.shuffle_buffer)
+        train_fn = reader_train_fn(manifest, split, batch * ctx["replicas"], args.shuffle_buffer)
     run_dir = tempfile.mkdtemp(prefix=f"{spec.name}_b{batch}_", dir=ctx["runs"])
-    return TFEngineStep(spec, ctx["config"], ctx["strategy"], precision, batch, jit, args.seed, run_dir, train_fn,
-                        steps_per_execution=args.steps_per_execution)
+    return EngineStep(spec, ctx["config"], ctx["strategy"], precision, batch, jit, args.seed, run_dir, train_fn,
+                      steps_per_execution=args.steps_per_execution)
 
 
 def _describe(line: dict) -> str:
     base = (f"{line['model']}/{line['preset']} {line['strategy']}x{line['replicas']} {line['precision']} "
             f"jit={'on' if line['jit'] else 'off'} batch {line['batch_per_replica']}")
+    if line["status"] == "not_run":
+        return f"{base}: not run ({line['reason']})"
     if line["status"] == "ok":
         return (f"{base}: median {line['median_s']:.4g} s/step [{line['p25_s']:.4g}-{line['p75_s']:.4g}], "
                 f"{line['seq_per_s']:,.0f} seq/s, {line['tflops_achieved']:.3g} TFLOP/s, "
@@ -327,12 +336,9 @@ def _describe(line: dict) -> str:
 
 def _strategy_fields(args, env: dict, model: str, sname: str, strategy, params: int) -> dict:
     """The strategy and the columns every row of this model x strategy carries (its environment included)."""
-    if strategy is not None:
-        from seq2exp.engine.strategy import describe
+    from seq2exp.engine.backend import describe
 
-        info = describe(strategy)
-    else:
-        info = {"name": "jax (one device)", "replicas": 1}
+    info = describe(strategy)
     replicas = int(info["replicas"])
     hardware = (f"{env['accelerator_count']} x {env['accelerator']}" if env.get("accelerator_count")
                 else f"CPU: {env['cpu_model']} ({env['os_cpu_count']} cores)")
@@ -345,23 +351,29 @@ def _strategy_fields(args, env: dict, model: str, sname: str, strategy, params: 
         "input": "synthetic" if args.synthetic_input else "tfrecord", "steps_per_execution": args.steps_per_execution}}
 
 
-def _sweep(args, ctx: dict, precisions: list, jits: list, batches: list) -> list:
-    """Every precision x jit, batches ascending; after an out-of-memory batch the larger ones are skipped."""
+def _sweep(args, ctx: dict, precisions: list, jits: list, batches: list, done=lambda row: None) -> list:
+    """Every precision x jit, batches ascending; after an out-of-memory batch the larger ones are skipped.
+
+    Past `ctx["deadline"]` (a time.time() value, or None) nothing more is started: those rows are
+    `not_run`. `done(row)` runs after every row (the caller rewrites its tables)."""
     rows = []
     for precision in precisions:
         for jit in jits:
             oom_at = None
             for batch in batches:
+                base = {**ctx["row"], "precision": precision, "jit": jit, "batch_per_replica": batch,
+                        "global_batch": batch * ctx["replicas"]}
                 if oom_at is not None:
-                    row = {**ctx["row"], "precision": precision, "jit": jit, "batch_per_replica": batch,
-                           "global_batch": batch * ctx["replicas"], "status": "skipped",
-                           "oom_reason": f"larger than the out-of-memory batch {oom_at}"}
+                    row = {**base, "status": "skipped", "oom_reason": f"larger than the out-of-memory batch {oom_at}"}
+                elif ctx.get("deadline") is not None and time.time() >= ctx["deadline"]:
+                    row = {**base, "status": "not_run", "reason": "--budget-s spent before this configuration"}
                 else:
                     row = run_config(args, ctx, precision, jit, batch)
                     if row["status"] == "oom":
                         oom_at = batch
                 rows.append(row)
                 print(_describe(row), file=sys.stderr, flush=True)
+                done(row)
     return rows
 
 
@@ -379,23 +391,34 @@ def main(argv=None) -> int:
         raise SystemExit(f"KERAS_BACKEND={backend!r}: step_time runs under tensorflow or jax")
     models, batches, precisions, strategy_names, jits = _check_args(args, backend)
     peaks = _peak_tflops(args.peak_tflops, precisions)
-    if backend == "jax" and not args.synthetic_input:
-        print("KERAS_BACKEND=jax: the TFRecord reader needs TensorFlow; timing on synthetic input", file=sys.stderr)
-        args.synthetic_input = True
-    strategies = {}
-    if backend == "tensorflow":
-        from seq2exp.engine.strategy import resolve_strategy
+    from seq2exp.engine.backend import resolve_strategy
 
-        for name in strategy_names:  # first: multi-worker/TPU strategies must exist before any other TF op
-            strategies[name] = resolve_strategy(name)
+    # first: TF multi-worker/TPU strategies (and JAX's multi-process runtime) must exist before other work
+    strategies = {name: resolve_strategy(name) for name in strategy_names}
     env = environment(backend)
     print(summary_line(env), file=sys.stderr)
     os.makedirs(args.out_dir, exist_ok=True)
     specs = {m: get_model_spec(m) for m in models}
     data = {} if args.synthetic_input else _datasets(args, {s.layout for s in specs.values()}, args.out_dir)
     rows, t_start = [], time.time()
+    command = "python -m benchmarks.step_time " + " ".join(argv if argv is not None else sys.argv[1:])
+
+    def payload() -> dict:
+        return {"benchmark": "step_time", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
+                "settings": vars(args), "env": env,
+                "flops_convention": "2 FLOP per multiply-accumulate of conv/dense/attention/RNN layers; "
+                                    "train step = 3 x forward (benchmarks/flops.py)",
+                "results": rows}
+
+    def partial(row) -> None:  # after every configuration: a killed sweep keeps what it measured
+        report.write_all({**payload(), "partial": True}, args.out_dir, args.name, with_plot=False)
+
     with tempfile.TemporaryDirectory(prefix="trainer_runs_", dir=args.out_dir) as runs:
-        for name, spec in specs.items():
+        for k, (name, spec) in enumerate(specs.items()):
+            deadline = None
+            if args.budget_s is not None:  # this model's even share of what is left
+                left = t_start + args.budget_s - time.time()
+                deadline = time.time() + max(left, 0) / (len(specs) - k)
             config = _model_config(spec, args.preset)
             layout = get_layout(spec.layout)
             flops, params = _count_flops(spec, config, layout)
@@ -403,17 +426,12 @@ def main(argv=None) -> int:
                 ctx = {"spec": spec, "config": config, "layout": layout, "flops": flops, "params": params,
                        "peak_tflops": peaks, "backend": backend, "runs": runs, "data": data.get(spec.layout),
                        "records": data[spec.layout][0].records(data[spec.layout][1]) if spec.layout in data else None,
-                       "host_memory_gb": None if env.get("accelerator_count") else env.get("mem_total_gb")}
+                       "host_memory_gb": None if env.get("accelerator_count") else env.get("mem_total_gb"),
+                       "deadline": deadline}
                 ctx.update(_strategy_fields(args, env, name, sname, strategies.get(sname), params))
-                rows.extend(_sweep(args, ctx, precisions, jits, batches))
+                _sweep(args, ctx, precisions, jits, batches, done=lambda row: (rows.append(row), partial(row)))
     env.update(load_average_end=load_average(), wall_s=round(time.time() - t_start, 1))
-    payload = {"benchmark": "step_time", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-               "command": "python -m benchmarks.step_time " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "settings": vars(args), "env": env,
-               "flops_convention": "2 FLOP per multiply-accumulate of conv/dense/attention/RNN layers; "
-                                   "train step = 3 x forward (benchmarks/flops.py)",
-               "results": rows}
-    paths = report.write_all(payload, args.out_dir, args.name, with_plot=not args.no_plot)
+    paths = report.write_all(payload(), args.out_dir, args.name, with_plot=not args.no_plot)
     print(report.table1_markdown(rows))
     for p in paths:
         print(f"wrote {p}", file=sys.stderr)

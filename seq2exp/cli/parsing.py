@@ -6,6 +6,7 @@ Flags are parsed before TensorFlow is imported, so a wrong value fails in a frac
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -38,14 +39,30 @@ def command_name(default: str) -> str:
     return default
 
 
+def keras_backend_name() -> str:
+    """The backend Keras uses or will pick (KERAS_BACKEND, else its keras.json, else tensorflow), read
+    without importing Keras, whose import would start TensorFlow before it is quieted."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as fh:
+            return str(json.load(fh).get("backend", "tensorflow"))
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
 def quiet_tensorflow(verbose: bool = False) -> None:
     """Import TensorFlow with its C++ start-up lines (CUDA probing, CPU features, absl) out of sight.
 
     With `verbose` nothing is hidden. Otherwise TF_CPP_MIN_LOG_LEVEL=2 (unless set) keeps later C++
     INFO/WARNING lines away, and what the import itself writes to file descriptor 2 goes to a
-    temporary file that is shown only if the import fails.
+    temporary file that is shown only if the import fails. Under any other Keras backend (JAX)
+    TensorFlow is not imported at all: it need not be installed.
     """
-    if verbose or "tensorflow" in sys.modules:
+    if verbose or "tensorflow" in sys.modules or keras_backend_name() != "tensorflow":
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()

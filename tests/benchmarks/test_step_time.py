@@ -85,6 +85,22 @@ def test_memory_guard_records_out_of_memory_without_running(tmp_path):
     assert second["status"] == "skipped"
 
 
+def test_budget_spent_leaves_not_run_rows_and_the_tables(tmp_path):
+    """--budget-s: nothing is started past a model's share; every configuration still gets its row and the
+    tables are written (the device check relies on this to end on time)."""
+    out = tmp_path / "budget"
+    rc = step_time.main(["--models", "crmnet,legnet", *TINY, "--synthetic-input", "--budget-s", "0.001",
+                         "--no-plot", "--batch-sizes", "2,4", "--out-dir", str(out)])
+    assert rc == 0
+    rows = _results(out)
+    assert [(r["model"], r["batch_per_replica"], r["status"]) for r in rows] == [
+        ("crmnet", 2, "not_run"), ("crmnet", 4, "not_run"), ("legnet", 2, "not_run"), ("legnet", 4, "not_run")]
+    assert all("budget" in r["reason"] and "timed_steps" not in r for r in rows)
+    assert "not_run" in (out / "step_time.md").read_text()
+    with pytest.raises(SystemExit, match="--budget-s must be positive"):
+        step_time.main(["--models", "legnet", *TINY, "--budget-s", "0", "--out-dir", str(out)])
+
+
 def test_oom_reason_classifies_framework_errors():
     class ResourceExhaustedError(Exception):
         pass
@@ -133,14 +149,15 @@ def test_report_formats_and_table_shape():
 
 
 def test_jax_backend_times_without_tensorflow(tmp_path):
-    """KERAS_BACKEND=jax: the same registry model, jitted stateless step, synthetic input, no TensorFlow import."""
+    """KERAS_BACKEND=jax: the same registry model through the JAX engine's step, synthetic input, no TensorFlow."""
     require_module("jax", "the JAX path is timed with jax on CPU (pip install jax)")
     out = tmp_path / "jax"
     script = textwrap.dedent(f"""
         import sys
         from benchmarks import step_time
         rc = step_time.main(["--models", "legnet", "--preset", "tiny", "--warmup", "1", "--steps", "2",
-                             "--batch-sizes", "4", "--jit", "--no-plot", "--out-dir", {str(out)!r}])
+                             "--batch-sizes", "4", "--jit", "--synthetic-input", "--no-plot",
+                             "--out-dir", {str(out)!r}])
         print("TF_IMPORTED", "tensorflow" in sys.modules)
         sys.exit(rc)
     """)

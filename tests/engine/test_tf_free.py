@@ -6,12 +6,14 @@ has TensorFlow) and in CI's TF-free one (`pip install -e '.[jax]'`, `pytest -m t
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.tf_free
@@ -33,8 +35,10 @@ HOOK = textwrap.dedent("""
 def run_without_tf(code: str | None = None, module: list[str] | None = None, cwd: str | None = None,
                    timeout: int = 600) -> subprocess.CompletedProcess:
     """`python -c HOOK+code`, or `python -m module...` behind the hook; JAX backend, this checkout first."""
+    # XLA's CPU backend optimisations off: about half the compile time; these tests check paths, not speed
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+           "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
+           "XLA_FLAGS": os.environ.get("XLA_FLAGS", "--xla_backend_optimization_level=0")}
     if module is not None:
         code = f"import runpy, sys; sys.argv = {module!r}; runpy.run_module({module[0]!r}, run_name='__main__')"
     proc = subprocess.run([sys.executable, "-c", HOOK + textwrap.dedent(code)], cwd=cwd or ROOT, env=env,
@@ -44,7 +48,8 @@ def run_without_tf(code: str | None = None, module: list[str] | None = None, cwd
 
 
 def check(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, \
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
     return proc.stdout
 
 
@@ -70,8 +75,8 @@ TF_FREE_MODULES = [
     "seq2exp.engine.data", "seq2exp.engine.preflight", "seq2exp.engine.registry", "seq2exp.engine.step_jax",
     "seq2exp.analysis.baseline", "seq2exp.analysis.evaluation", "seq2exp.analysis.interpret",
     "seq2exp.analysis.plots", "seq2exp.analysis.report", "seq2exp.analysis.stats", "seq2exp.analysis.variants",
-    "seq2exp.cli.commands", "seq2exp.cli.config", "seq2exp.cli.run",
-    "seq2exp.train", "seq2exp.evaluate", "seq2exp.predict",
+    "seq2exp.cli.commands", "seq2exp.cli.config", "seq2exp.cli.parsing", "seq2exp.cli.run",
+    "seq2exp.train", "seq2exp.evaluate", "seq2exp.predict", "seq2exp.build", "seq2exp.report",
     "benchmarks.step_time", "benchmarks.step_engines", "benchmarks.env_info", "benchmarks.flops",
 ]
 
@@ -87,6 +92,8 @@ def test_import_graph_without_tensorflow():
             except Exception as err:
                 failed.append(f"{{name}}: {{type(err).__name__}}: {{err}}")
         print("loaded models:", sorted(s.name for s in load_all_models()))
+        from seq2exp.cli.parsing import quiet_tensorflow
+        quiet_tensorflow()  # every command calls it first: under JAX it must not import TensorFlow
         print("FAILED", failed)
     """))
     assert "FAILED []" in out, out
@@ -94,7 +101,7 @@ def test_import_graph_without_tensorflow():
 
 
 def test_data_preflight_evaluate_predict_without_tensorflow(tmp_path):
-    """build -> manifest -> numpy reader -> preflight -> evaluate_model / predict_files, TensorFlow blocked."""
+    """build -> manifest -> numpy reader -> preflight -> evaluate/predict (API and commands), TensorFlow blocked."""
     out = check(run_without_tf(f"""
         import io, json, os
         import numpy as np
@@ -107,6 +114,7 @@ def test_data_preflight_evaluate_predict_without_tensorflow(tmp_path):
                                          read_arrays)
         from seq2exp.engine.registry import get_model_spec
         from seq2exp.analysis.evaluation import evaluate_model, predict_files
+        from seq2exp.cli.commands import evaluate_main, predict_main
         tmp = {str(tmp_path)!r}
         write_tsv(simulate(600, seed=1), os.path.join(tmp, "train.tsv"))
         write_tsv(simulate(150, seed=2), os.path.join(tmp, "test.tsv"))
@@ -130,10 +138,22 @@ def test_data_preflight_evaluate_predict_without_tensorflow(tmp_path):
             buf = io.StringIO()
             n_pred = predict_files(model, spec, [os.path.join(tmp, "test.tsv")], buf, batch_size=64)
             arrays = read_arrays(test, "all")
+            # the evaluate and predict commands on a run folder holding this (untrained) model
+            run = os.path.join(tmp, "run_" + name)
+            model.save(os.path.join(run, "model.keras"))
+            rc_eval = evaluate_main([run, os.path.join(tmp, "test.tsv"), "--model", name, "--batch-size", "64",
+                                     "--metrics-json", os.path.join(run, "eval.json"),
+                                     "--work", os.path.join(run, "w")])
+            rc_pred = predict_main([run, os.path.join(tmp, "test.tsv"), "--model", name, "--batch-size", "64",
+                                    "--predictions", os.path.join(run, "pred.tsv")])
+            cli_eval = json.load(open(os.path.join(run, "eval.json")))
+            cli_pred = open(os.path.join(run, "pred.tsv")).read().splitlines()
             result[name] = {{"reader": type(reader).__name__, "shapes": {{k: list(v) for k, v in shapes.items()}},
                             "val_rows": int(sum(m.sum() for m in masks)), "n_val": n_val,
                             "n_eval": metrics["n"], "n_pred": n_pred, "n_arrays": len(arrays["label"]),
-                            "finite": bool(np.isfinite(metrics["pearson"]))}}
+                            "finite": bool(np.isfinite(metrics["pearson"])), "rc": [rc_eval, rc_pred],
+                            "cli_eval_n": [v["n"] for v in cli_eval.values()], "cli_pred_rows": len(cli_pred) - 1,
+                            "cli_pearson": list(cli_eval.values())[0]["pearson"], "pearson": metrics["pearson"]}}
         print("RESULT", json.dumps(result))
     """))
     result = json.loads(out.split("RESULT ", 1)[1])
@@ -144,3 +164,48 @@ def test_data_preflight_evaluate_predict_without_tensorflow(tmp_path):
         assert r["val_rows"] == r["n_val"] > 0  # every validation row once, padding masked
         assert r["n_eval"] == r["n_pred"] == r["n_arrays"] == 150
         assert r["finite"]
+        assert r["rc"] == [0, 0] and r["cli_eval_n"] == [150] and r["cli_pred_rows"] == 150
+        assert r["cli_pearson"] == pytest.approx(r["pearson"], abs=1e-6)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("seq2exp.engine.backend_jax") is None,
+                    reason="the JAX training engine (seq2exp.engine.backend_jax, branch `jax`) is not in this tree")
+def test_build_train_evaluate_predict_under_jax_without_tensorflow(tmp_path):
+    """The commands a user runs, under KERAS_BACKEND=jax with TensorFlow unimportable: build -> train (tiny,
+    a few steps, a real run folder) in one process, then evaluate and predict from the run folder in another."""
+    from data_prep.simulate import simulate, write_tsv
+
+    write_tsv(simulate(1200, seed=3), tmp_path / "train.tsv")
+    write_tsv(simulate(150, seed=4), tmp_path / "test.tsv")
+    data, run = tmp_path / "data", tmp_path / "run"
+    check(run_without_tf(f"""
+        import runpy, sys
+        for argv in ({["seq2exp.build", str(tmp_path / "train.tsv"), "--out", str(data), "--layout", "crmnet"]!r},
+                     {["seq2exp.train", "--model", "crmnet", "--preset", "tiny", "--data", str(data), "--test",
+                       str(tmp_path / "test.tsv"), "--epochs", "2", "--steps-per-epoch", "6", "--batch-size", "32",
+                       "--run-dir", str(run)]!r}):
+            sys.argv = argv
+            try:
+                runpy.run_module(argv[0], run_name="__main__")
+            except SystemExit as done:
+                if done.code not in (0, None):
+                    raise
+    """))
+    history = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2] and all(np.isfinite(r["loss"]) for r in history)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["test.crmnet"]["model"]["n"] == 150
+    assert (run / "model.keras").stat().st_size > 0 and (run / "checkpoints").is_dir()
+    out = check(run_without_tf(f"""
+        from seq2exp.cli.commands import evaluate_main, predict_main
+        assert evaluate_main([{str(run)!r}, {str(tmp_path / "test.tsv")!r}, "--metrics-json",
+                              {str(tmp_path / "eval.json")!r}]) == 0
+        assert predict_main([{str(run)!r}, {str(tmp_path / "test.tsv")!r}, "--predictions",
+                             {str(tmp_path / "pred.tsv")!r}]) == 0
+    """))
+    (evaluated,) = json.loads((tmp_path / "eval.json").read_text()).values()
+    assert evaluated["n"] == 150 and np.isfinite(evaluated["pearson"]), out
+    rows = (tmp_path / "pred.tsv").read_text().splitlines()
+    assert len(rows) == 151 and all(r.split("\t")[3] for r in rows[1:])
+    # the test metrics the run wrote come from the same model the commands loaded
+    assert evaluated["pearson"] == pytest.approx(metrics["test"]["test.crmnet"]["model"]["pearson"], abs=1e-4)

@@ -4,7 +4,6 @@
 (34,170,289 parameters) from uint8 base codes to one float32 expression value.
 """
 import dataclasses
-from typing import Optional, Tuple
 
 import keras
 
@@ -41,7 +40,7 @@ class CRMnetConfig(DictConfig):
     """
 
     seq_len: int = 112
-    encoder_filters: Tuple[int, ...] = (128, 128, 256, 256)
+    encoder_filters: tuple[int, ...] = (128, 128, 256, 256)
     kernel_size: int = 11
     se_ratio: int = 2
     encoder_dropout: float = 0.1
@@ -52,9 +51,9 @@ class CRMnetConfig(DictConfig):
     ffn_dim: int = 128
     transformer_dropout: float = 0.1
     decoder_filters: int = 128
-    head_conv_filters: Tuple[int, ...] = (128, 64, 32)
-    dense_units: Tuple[int, ...] = (256, 128, 64, 32)
-    dense_dropouts: Tuple[float, ...] = (0.2, 0.2, 0.1, 0.1)
+    head_conv_filters: tuple[int, ...] = (128, 64, 32)
+    dense_units: tuple[int, ...] = (256, 128, 64, 32)
+    dense_dropouts: tuple[float, ...] = (0.2, 0.2, 0.1, 0.1)
     leaky_relu_slope: float = 0.1
     position_mode: str = "multiply_sin"
     position_span: float = 111.0

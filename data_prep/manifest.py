@@ -122,7 +122,7 @@ def load_manifest(path: str | os.PathLike, layout: str | None = None, length: in
         raise ManifestError(f"{mpath}: format {data.get('format')!r} is not {FORMAT!r}")
     m = Manifest(folder, data)
     try:
-        m.schema
+        _ = m.schema  # parsed here, so a bad schema is this file's error
     except (KeyError, ValueError) as err:
         raise ManifestError(f"{mpath}: bad schema ({err})") from None
     if m.compression not in COMPRESSIONS:

@@ -89,7 +89,7 @@ def decode_example(data: bytes) -> dict:
         for _, _, entry in _fields(features):
             parts = {num: value for num, _, value in _fields(entry)}
             name = parts[1].decode()
-            for kind, wire, lst in _fields(parts.get(2, b"")):
+            for kind, _wire, lst in _fields(parts.get(2, b"")):
                 values = list(_fields(lst))
                 if not values:
                     continue
@@ -186,7 +186,7 @@ class RecordSchema:
                 "features": sorted(self.fixed_features) + (["id"] if self.has_ids else [])}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RecordSchema":
+    def from_dict(cls, d: dict) -> RecordSchema:
         if d.get("version") != SCHEMA_VERSION:
             raise ValueError(f"unsupported record schema version {d.get('version')!r} (expected {SCHEMA_VERSION})")
         return cls(int(d["length"]), bool(d["labeled"]), bool(d["singleton"]), bool(d["has_ids"]))

@@ -21,6 +21,7 @@ import numpy as np
 
 from data_prep import alphabet
 from data_prep.layouts import ADAPTER_3, ADAPTER_5  # noqa: E402  (the real constant adapters)
+
 VARIABLE_LEN = 80
 MAX_BIN = 17
 _ALPHABET = np.frombuffer(b"ACGT", dtype=np.uint8)
@@ -92,7 +93,7 @@ class GroundTruth:
     seed: int | None = None
 
     @classmethod
-    def from_seed(cls, seed: int = 0, noise_sd: float = 1.5) -> "GroundTruth":
+    def from_seed(cls, seed: int = 0, noise_sd: float = 1.5) -> GroundTruth:
         rng = np.random.default_rng([seed, 1])
 
         def u(lo: float, hi: float) -> float:
@@ -111,7 +112,7 @@ class GroundTruth:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GroundTruth":
+    def from_dict(cls, d: dict) -> GroundTruth:
         d = dict(d)
         d["motifs"] = tuple(Motif(**m) for m in d["motifs"])
         d["interactions"] = tuple(Interaction(**i) for i in d["interactions"])
@@ -124,7 +125,7 @@ class GroundTruth:
         return text
 
     @classmethod
-    def from_json(cls, text_or_path: str | Path) -> "GroundTruth":
+    def from_json(cls, text_or_path: str | Path) -> GroundTruth:
         text = str(text_or_path)
         if not text.lstrip().startswith("{"):
             text = Path(text_or_path).read_text()

@@ -6,7 +6,6 @@
 1,365,249; only LSTM(8) reproduces the count the report states.
 """
 import dataclasses
-from typing import Tuple
 
 import keras
 
@@ -19,11 +18,11 @@ class CNNBiLSTMConfig(DictConfig):
     """Hyper-parameters; the defaults are the published model (Keras BatchNorm defaults)."""
 
     seq_len: int = 110
-    conv_filters: Tuple[int, ...] = (256, 256, 64)
-    conv_kernels: Tuple[int, ...] = (30, 12, 4)
+    conv_filters: tuple[int, ...] = (256, 256, 64)
+    conv_kernels: tuple[int, ...] = (30, 12, 4)
     lstm_units: int = 8
     lstm_dropout: float = 0.1
-    dense_units: Tuple[int, ...] = (64, 64)
+    dense_units: tuple[int, ...] = (64, 64)
     dense_dropout: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3

@@ -23,7 +23,7 @@ import argparse
 import json
 import re
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

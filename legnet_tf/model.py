@@ -6,7 +6,6 @@ trainable parameters) from the 6-channel input ``(batch, 150, 6)`` =
 float32 logits over expression bins.
 """
 import dataclasses
-from typing import Tuple
 
 import keras
 
@@ -27,7 +26,7 @@ class LegNetConfig(DictConfig):
 
     seq_len: int = 150
     in_channels: int = 6
-    block_sizes: Tuple[int, ...] = (256, 128, 128, 64, 64, 64, 64)
+    block_sizes: tuple[int, ...] = (256, 128, 128, 64, 64, 64, 64)
     kernel_size: int = 7
     resize_factor: int = 4
     filter_per_group: int = 2

@@ -1,7 +1,7 @@
 """CRMnet encoder block (the U-Net contracting path)."""
 import keras
 
-from crmnet.layers._utils import batch_norm, clone_initializer, relu_conv
+from crmnet.layers._utils import batch_norm, relu_conv
 from crmnet.layers.squeeze_excite import SqueezeExcite
 
 

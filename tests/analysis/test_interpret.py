@@ -6,8 +6,8 @@ import pytest
 from data_prep.layouts import get_layout
 from seq2exp.analysis import interpret
 from seq2exp.analysis.evaluation import predict_sequences
-from seq2exp.layers import OneHotIndex
 from seq2exp.engine.registry import ModelSpec, get_model_spec
+from seq2exp.layers import OneHotIndex
 from tests.analysis import random_seqs
 
 MOTIF = "TTACCCGG"

@@ -6,6 +6,7 @@ in a subprocess under ``TF_USE_LEGACY_KERAS=1``; the tests convert it and compar
 model's own predictions. Error messages are tested on copies of that real checkpoint's reading
 with one thing changed.
 """
+
 import copy
 import dataclasses
 import json
@@ -54,9 +55,21 @@ def converted(reference, tmp_path_factory):
     """``python -m crmnet.convert`` in a fresh interpreter, with --check-input and --report."""
     out = tmp_path_factory.mktemp("converted")
     keras_file, report = out / "crmnet.keras", out / "mapping.tsv"
-    proc = run(["-m", "crmnet.convert", str(reference["saved_model"]), "--out", str(keras_file),
-                "--config", str(reference["dir"] / "config.json"), "--report", str(report),
-                "--check-input", str(reference["predictions_tsv"])])
+    proc = run(
+        [
+            "-m",
+            "crmnet.convert",
+            str(reference["saved_model"]),
+            "--out",
+            str(keras_file),
+            "--config",
+            str(reference["dir"] / "config.json"),
+            "--report",
+            str(report),
+            "--check-input",
+            str(reference["predictions_tsv"]),
+        ]
+    )
     return {"keras": keras_file, "report": report, "stdout": proc.stdout}
 
 
@@ -66,7 +79,9 @@ def _config(reference):
 
 def test_reference_has_the_published_object_structure(reference, checkpoint):
     assert reference["summary"]["keras"].startswith("2.")
-    keys = tf.train.load_checkpoint(str(reference["saved_model"] / "variables" / "variables")).get_variable_to_shape_map()
+    keys = tf.train.load_checkpoint(
+        str(reference["saved_model"] / "variables" / "variables")
+    ).get_variable_to_shape_map()
     # SE and transformer weights are stored only under variables/<n>, as in the released model
     assert sum(key.startswith("variables/") for key in keys) == 4 * 17 + 16 * 8
     assert sum(key.startswith("layer_with_weights-") for key in keys) == 2 * 23 + 4 * 14 + 2 * 5
@@ -107,8 +122,10 @@ def test_every_variable_copied_exactly_and_identified_by_object_path(reference, 
             assert "_expand/" in path
     mapped = {row[0] for row in rows[1:]}
     assert len(mapped) + len(checkpoint.ignored_keys) == len(reader.get_variable_to_shape_map())
-    assert all(k.startswith(("optimizer/", "keras_api/")) or k == "_CHECKPOINTABLE_OBJECT_GRAPH"
-               for k in checkpoint.ignored_keys)
+    assert all(
+        k.startswith(("optimizer/", "keras_api/")) or k == "_CHECKPOINTABLE_OBJECT_GRAPH"
+        for k in checkpoint.ignored_keys
+    )
 
 
 def test_decoder_concatenating_skip_first_is_reordered(tmp_path):
@@ -139,7 +156,9 @@ def test_checkpoint_alone_maps_the_same(reference, checkpoint, tmp_path):
     model = build_crmnet(_config(reference))
     with_names = plan_mapping(checkpoint, model)
     without = plan_mapping(bare, model)
-    assert [(e.checkpoint_key, e.weight_path) for e in without] == [(e.checkpoint_key, e.weight_path) for e in with_names]
+    assert [(e.checkpoint_key, e.weight_path) for e in without] == [
+        (e.checkpoint_key, e.weight_path) for e in with_names
+    ]
     assert not bare.has_metadata and any("no keras_metadata.pb" in note for note in without.notes)
 
 
@@ -203,8 +222,12 @@ def test_unknown_variables_are_errors_naming_them(reference, checkpoint):
     model = build_crmnet(_config(reference))
     broken = copy.deepcopy(checkpoint)
     layer, variable = _find(broken, "TransformerBlock", 0, "att/_query_dense/bias")
-    odd = dataclasses.replace(variable, key="variables/9999/.ATTRIBUTES/VARIABLE_VALUE",
-                              paths=(("att", "_mystery_dense", "bias"),), name="transformer_block/mystery/bias")
+    odd = dataclasses.replace(
+        variable,
+        key="variables/9999/.ATTRIBUTES/VARIABLE_VALUE",
+        paths=(("att", "_mystery_dense", "bias"),),
+        name="transformer_block/mystery/bias",
+    )
     layer.variables.append(odd)
     stray = Keras2Variable("variables/9998/.ATTRIBUTES/VARIABLE_VALUE", (("variables", "9998"),), (3,), tf.float32)
     broken.stray.append(stray)
@@ -241,8 +264,7 @@ def test_cli_wrong_config_fails_naming_the_problem(reference, tmp_path, capsys):
 
 def test_name_based_checkpoint_is_a_clear_error(tmp_path):
     prefix = str(tmp_path / "tf1" / "model.ckpt")
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=["dense/kernel"], shape_and_slices=[""],
-                      tensors=[tf.zeros((2, 3))])
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=["dense/kernel"], shape_and_slices=[""], tensors=[tf.zeros((2, 3))])
     with pytest.raises(ValueError, match="_CHECKPOINTABLE_OBJECT_GRAPH.*name-based"):
         read_keras2_checkpoint(prefix)
 
@@ -262,8 +284,17 @@ def test_full_published_keras2_savedmodel_converts(tmp_path):
     reference = write_reference(tmp_path / "published", preset="published", num_sequences=48)
     assert reference["summary"]["params"] == PUBLISHED_TOTAL
     keras_file = tmp_path / "crmnet.keras"
-    proc = run(["-m", "crmnet.convert", str(reference["saved_model"]), "--out", str(keras_file),
-                "--check-input", str(reference["predictions_tsv"])])
+    proc = run(
+        [
+            "-m",
+            "crmnet.convert",
+            str(reference["saved_model"]),
+            "--out",
+            str(keras_file),
+            "--check-input",
+            str(reference["predictions_tsv"]),
+        ]
+    )
     assert f"{PUBLISHED_TOTAL:,} parameters" in proc.stdout and "(OK," in proc.stdout
     model = load_model(keras_file)
     preds = model.predict(codes_of(reference["sequences"]), batch_size=16, verbose=0)

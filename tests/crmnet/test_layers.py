@@ -11,7 +11,6 @@ from crmnet.layers import (
     TransformerBlock,
 )
 from seq2exp.layers import OneHotIndex, lookup_matrix
-
 from tests.helpers import assert_layer_config_roundtrip, run_under_policy
 
 

@@ -5,7 +5,6 @@ import pytest
 
 from crmnet import CRMnetConfig, build_crmnet
 from crmnet.layers import PositionEncoding, TransformerBlock
-
 from tests.helpers import (
     assert_keras_roundtrip,
     assert_layer_config_roundtrip,

@@ -1,5 +1,4 @@
 import gzip
-import json
 import os
 
 import mmh3
@@ -33,8 +32,18 @@ def expected_layout(seq: str, layout: str) -> str:
 @pytest.mark.parametrize("layout", ["crmnet", "legnet"])
 def test_round_trip_every_record(tmp_path, sim_tsv, layout):
     path, seqs, expr = sim_tsv
-    m = run_build([path], tmp_path / "out", "--layout", layout, "--workers", "1", "--chunk-bytes", "50000",
-                  "--records-per-shard", "1000")
+    m = run_build(
+        [path],
+        tmp_path / "out",
+        "--layout",
+        layout,
+        "--workers",
+        "1",
+        "--chunk-bytes",
+        "50000",
+        "--records-per-shard",
+        "1000",
+    )
     c = m["counts"]
     assert c["records_in"] == len(seqs) == c["written"] + c["rejected"] and c["rejected"] == 0
     assert c["truncated"] == (1 if layout == "crmnet" else 0)
@@ -58,8 +67,8 @@ def test_round_trip_every_record(tmp_path, sim_tsv, layout):
 
 
 def test_legnet_layout_by_hand():
-    from data_prep.layouts import get_layout
     from data_prep.alphabet import decode
+    from data_prep.layouts import get_layout
 
     seq = "TGCATTTTTTTCACATC" + "ACGT" * 20 + "GGTTACGGCTGTT"
     out = decode(get_layout("legnet").apply_one(seq))
@@ -73,7 +82,9 @@ def test_same_input_gives_byte_identical_shards_for_any_worker_count(tmp_path, s
     a = run_build([path], tmp_path / "a", "--workers", "1", "--chunk-bytes", "40000")
     b = run_build([path], tmp_path / "b", "--workers", "2", "--chunk-bytes", "40000")
     for split in a["splits"]:
-        assert [s["sha256"] for s in a["splits"][split]["shards"]] == [s["sha256"] for s in b["splits"][split]["shards"]]
+        assert [s["sha256"] for s in a["splits"][split]["shards"]] == [
+            s["sha256"] for s in b["splits"][split]["shards"]
+        ]
         for s in a["splits"][split]["shards"]:
             assert (tmp_path / "a" / s["file"]).read_bytes() == (tmp_path / "b" / s["file"]).read_bytes()
 
@@ -84,7 +95,9 @@ def test_gzip_input_is_transparent(tmp_path, sim_tsv):
     gz.write_bytes(gzip.compress(path.read_bytes()))
     a = run_build([path], tmp_path / "a", "--workers", "1")
     b = run_build([gz], tmp_path / "b", "--workers", "1")
-    assert [s["sha256"] for s in a["splits"]["train"]["shards"]] == [s["sha256"] for s in b["splits"]["train"]["shards"]]
+    assert [s["sha256"] for s in a["splits"]["train"]["shards"]] == [
+        s["sha256"] for s in b["splits"]["train"]["shards"]
+    ]
 
 
 BAD_LINES = [
@@ -144,6 +157,7 @@ def test_empty_file_and_truncated_gzip(tmp_path, sim_tsv):
     assert c["records_in"] == c["written"] + c["rejected"]
     # everything that decompressed before the cut is kept: all complete lines
     import zlib
+
     d = zlib.decompressobj(wbits=31)
     recovered = d.decompress(gz[: len(gz) // 2])
     assert c["written"] == recovered.count(b"\n")
@@ -172,8 +186,12 @@ def test_rebuild_replaces_whole_folder_and_refuses_foreign_folder(tmp_path, sim_
 
 def test_random_split_is_deterministic(tmp_path, sim_tsv):
     path = sim_tsv[0]
-    a = run_build([path], tmp_path / "a", "--split", "random", "--val-fraction", "0.1", "--workers", "1", "--chunk-bytes", "40000")
-    b = run_build([path], tmp_path / "b", "--split", "random", "--val-fraction", "0.1", "--workers", "2", "--chunk-bytes", "40000")
+    a = run_build(
+        [path], tmp_path / "a", "--split", "random", "--val-fraction", "0.1", "--workers", "1", "--chunk-bytes", "40000"
+    )
+    b = run_build(
+        [path], tmp_path / "b", "--split", "random", "--val-fraction", "0.1", "--workers", "2", "--chunk-bytes", "40000"
+    )
     assert a["splits"]["val"]["records"] == b["splits"]["val"]["records"]
     assert 0.06 < a["splits"]["val"]["records"] / a["counts"]["written"] < 0.14
     assert a["splits"]["val"]["shards"][0]["sha256"] == b["splits"]["val"]["shards"][0]["sha256"]
@@ -181,8 +199,9 @@ def test_random_split_is_deterministic(tmp_path, sim_tsv):
 
 def test_test_folds_and_hash_seed(tmp_path, sim_tsv):
     path, seqs, _ = sim_tsv
-    m = run_build([path], tmp_path / "a", "--val-folds", "0,1", "--test-folds", "2", "--hash-seed", "7",
-                  "--workers", "1")
+    m = run_build(
+        [path], tmp_path / "a", "--val-folds", "0,1", "--test-folds", "2", "--hash-seed", "7", "--workers", "1"
+    )
     folds = np.array([mmh3.hash(s, 7, signed=False) % 10 for s in seqs])
     assert m["splits"]["val"]["records"] == np.isin(folds, [0, 1]).sum()
     assert m["splits"]["test"]["records"] == (folds == 2).sum()
@@ -196,7 +215,10 @@ def test_fasta_input_is_unlabeled_with_ids(tmp_path):
     assert m["schema"]["labeled"] is False and m["schema"]["has_ids"] is True
     rows = decode_all(tmp_path / "out")["all"]
     assert [(r["id"], r["seq"].rstrip("N")) for r in rows] == [
-        ("one desc", "ACGTACGTAC"), ("two", "TTTT"), ("three", "ACGT")]
+        ("one desc", "ACGTACGTAC"),
+        ("two", "TTTT"),
+        ("three", "ACGT"),
+    ]
     rej = m["counts"]["rejected_by_reason"]
     assert rej == {"sequence_before_header": 1, "empty_sequence": 1}
 
@@ -218,8 +240,7 @@ def test_quoted_csv(tmp_path):
     assert m["counts"]["written"] == 2 and m["counts"]["rejected"] == 1
 
 
-GPRA = ["Native_complex.csv", "Random_complex.csv", "SSWM_complex.csv", "Drift_complex.csv",
-        "Drift_delta_complex.csv"]
+GPRA = ["Native_complex.csv", "Random_complex.csv", "SSWM_complex.csv", "Drift_complex.csv", "Drift_delta_complex.csv"]
 
 
 @pytest.mark.parametrize("layout", ["crmnet", "legnet"])
@@ -247,14 +268,35 @@ def test_dream_demo_file(tmp_path, shared_data):
 
 def test_records_per_shard_is_exact_and_independent_of_workers(tmp_path):
     write_tsv(simulate(3733, seed=4), tmp_path / "in.tsv")
-    a = run_build([tmp_path / "in.tsv"], tmp_path / "a", "--split", "none", "--records-per-shard", "1000",
-                  "--workers", "1")
+    a = run_build(
+        [tmp_path / "in.tsv"], tmp_path / "a", "--split", "none", "--records-per-shard", "1000", "--workers", "1"
+    )
     assert [s["records"] for s in a["splits"]["all"]["shards"]] == [1000, 1000, 1000, 733]
     # shard boundaries fall inside chunks and inside gzip members; any worker count gives the same bytes
-    b = run_build([tmp_path / "in.tsv"], tmp_path / "b", "--split", "none", "--records-per-shard", "1000",
-                  "--workers", "2", "--chunk-bytes", "30000")
-    c = run_build([tmp_path / "in.tsv"], tmp_path / "c", "--split", "none", "--records-per-shard", "1000",
-                  "--workers", "1", "--chunk-bytes", "30000")
+    b = run_build(
+        [tmp_path / "in.tsv"],
+        tmp_path / "b",
+        "--split",
+        "none",
+        "--records-per-shard",
+        "1000",
+        "--workers",
+        "2",
+        "--chunk-bytes",
+        "30000",
+    )
+    c = run_build(
+        [tmp_path / "in.tsv"],
+        tmp_path / "c",
+        "--split",
+        "none",
+        "--records-per-shard",
+        "1000",
+        "--workers",
+        "1",
+        "--chunk-bytes",
+        "30000",
+    )
     assert [s["sha256"] for s in b["splits"]["all"]["shards"]] == [s["sha256"] for s in c["splits"]["all"]["shards"]]
     assert decode_all(tmp_path / "a") == decode_all(tmp_path / "b")
     assert a["compression"] == "GZIP" and a["build"]["compressor"].split()[0] in ("isal", "zlib")

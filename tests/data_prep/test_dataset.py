@@ -44,7 +44,9 @@ def test_input_pipelines_split_files_without_overlap(built):
         assert batch.shape[0] == 16  # per-replica batch = 64 / 4
         parts.append(_all(ds)["label"])
     assert len(parts[0]) + len(parts[1]) == m.records("train")
-    assert sorted(np.concatenate(parts).tolist()) == sorted(_all(make_dataset(m, "train", 64, training=False))["label"].tolist())
+    assert sorted(np.concatenate(parts).tolist()) == sorted(
+        _all(make_dataset(m, "train", 64, training=False))["label"].tolist()
+    )
 
 
 def test_training_reader_shuffles_and_drops_remainder(built):
@@ -57,7 +59,9 @@ def test_training_reader_shuffles_and_drops_remainder(built):
     # each shard's last block is topped up from the same shard, so an epoch holds at least every record
     assert m.records("train") // 100 <= len(first) <= (m.records("train") + shards * 50) // 100
     everything = _all(make_dataset(m, "train", 100, training=True, seed=2))["seq"]
-    assert {r.tobytes() for r in everything} == {r.tobytes() for r in _all(make_dataset(m, "train", 100, training=False))["seq"]}
+    assert {r.tobytes() for r in everything} == {
+        r.tobytes() for r in _all(make_dataset(m, "train", 100, training=False))["seq"]
+    }
     assert not np.array_equal(np.concatenate(first), np.concatenate(again))  # reshuffled each epoch
     ordered = _all(make_dataset(m, "train", 100, training=False))["label"]
     assert not np.array_equal(np.concatenate(first), ordered[: len(np.concatenate(first))])
@@ -83,6 +87,7 @@ def test_layout_mismatch_is_an_error_naming_the_file(built):
 
 def test_corrupted_shard_is_detected_by_checksum(built, tmp_path):
     import shutil
+
     shutil.copytree(built / "b", tmp_path / "b")
     shard = load_manifest(tmp_path / "b").shard_paths("train")[0]
     raw = bytearray(open(shard, "rb").read())

@@ -8,8 +8,17 @@ import sys
 import numpy as np
 import pytest
 
-from data_prep.simulate import (ADAPTER_3, ADAPTER_5, MAX_BIN, GroundTruth, SimulatedData, _revcomp,
-                                main, simulate, write_tsv)
+from data_prep.simulate import (
+    ADAPTER_3,
+    ADAPTER_5,
+    MAX_BIN,
+    GroundTruth,
+    SimulatedData,
+    _revcomp,
+    main,
+    simulate,
+    write_tsv,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,14 @@ import keras
 import numpy as np
 import pytest
 
-from dream_peers.layers import (ConvModule, GLUFeedForward, LabelScale, MacaronBlock, PseudoExpressionTokens,
-                                StrandedTokenEmbedding)
+from dream_peers.layers import (
+    ConvModule,
+    GLUFeedForward,
+    LabelScale,
+    MacaronBlock,
+    PseudoExpressionTokens,
+    StrandedTokenEmbedding,
+)
 from tests.helpers import assert_layer_config_roundtrip, run_under_policy
 
 

@@ -5,8 +5,16 @@ import pytest
 
 from data_prep import alphabet
 from data_prep.layouts import ADAPTER_3, ADAPTER_5, get_layout
-from dream_peers.transforms import (MASK_TOKEN, exact_length_weight, hash_uniform, macaron_inputs, macaron_tokens,
-                                    mask_tokens, one_hot_110, sequence_lengths)
+from dream_peers.transforms import (
+    MASK_TOKEN,
+    exact_length_weight,
+    hash_uniform,
+    macaron_inputs,
+    macaron_tokens,
+    mask_tokens,
+    one_hot_110,
+    sequence_lengths,
+)
 from tests.helpers import random_codes
 
 LAYOUT = get_layout("crmnet")

@@ -15,8 +15,8 @@ import pytest
 
 from data_prep.build import build, parser
 from data_prep.simulate import simulate, write_tsv
-from tests.helpers import assert_jobs_ok as _ok  # noqa: F401  (also used by tests/dream_peers)
 from tests.helpers import COLLECTIVE_TIMEOUT_S, free_ports, run_jobs
+from tests.helpers import assert_jobs_ok as _ok  # noqa: F401  (also used by tests/dream_peers)
 
 WORKER = Path(__file__).with_name("train_worker.py")
 # Same wiring as CRMnet (encoder, transformer, decoder, SE head) at ~6k parameters: traces fast.

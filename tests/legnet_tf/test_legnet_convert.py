@@ -23,7 +23,6 @@ from legnet_tf.convert import (
     to_state_dict,
 )
 from legnet_tf.layers import cp_rank
-
 from tests.conftest import require_shared_specs
 from tests.helpers import random_codes
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from legnet_tf.layers import CPBilinear, GroupedConv1D, InvertedResidual, ResizeBlock, SEBlock, cp_rank
-
 from tests.conftest import require_module
 from tests.helpers import assert_layer_config_roundtrip, run_under_policy
 

@@ -7,7 +7,6 @@ import pytest
 
 from legnet_tf import LegNetConfig, build_legnet, make_inputs
 from legnet_tf.layers import InvertedResidual
-
 from tests.conftest import require_shared_specs
 from tests.helpers import assert_keras_roundtrip, random_codes, run_under_policy
 

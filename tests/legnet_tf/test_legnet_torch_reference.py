@@ -16,7 +16,6 @@ import pytest
 
 from legnet_tf import LegNetConfig, make_inputs
 from legnet_tf.convert import convert_state_dict, load_pth, main, to_state_dict
-
 from tests.conftest import require_module, require_shared_specs
 from tests.helpers import random_codes
 

@@ -5,6 +5,7 @@ import pytest
 from keras import ops
 
 from legnet_tf import LegNetConfig
+from legnet_tf.losses import kl_soft_label, soft_argmax_score, soft_labels
 from legnet_tf.transforms import (
     CHANNELS,
     make_inputs,
@@ -13,9 +14,7 @@ from legnet_tf.transforms import (
     reverse_complement_codes,
     training_inputs,
 )
-from legnet_tf.losses import kl_soft_label, soft_argmax_score, soft_labels
 from seq2exp.engine.registry import get_model_spec
-
 from tests.helpers import random_codes
 
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.helpers import (
+    COLLECTIVE_TIMEOUT_S,
+    free_ports,  # noqa: F401
+)
 from tests.helpers import assert_jobs_ok as ok  # noqa: F401  (re-exported for the reliability tests)
-from tests.helpers import free_ports  # noqa: F401
-from tests.helpers import COLLECTIVE_TIMEOUT_S
 from tests.helpers import run_jobs as _run_jobs
 
 WORKER = Path(__file__).resolve().parents[1] / "engine" / "train_worker.py"

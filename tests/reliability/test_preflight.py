@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 
 from data_prep.manifest import ManifestError, load_manifest
-from seq2exp.engine.preflight import (PreflightError, check_before_training, check_data, check_free_space,
-                               check_model_data, check_output_dir)
+from seq2exp.engine.preflight import (
+    PreflightError,
+    check_before_training,
+    check_data,
+    check_free_space,
+    check_model_data,
+    check_output_dir,
+)
 from tests.reliability.jobs import SMALL, build_dataset
 
 

@@ -18,6 +18,8 @@ from tests.helpers import run_jobs
 WORKER = Path(__file__).with_name("train_worker.py")
 # the published optimiser and clipping, with a warm-up that suits a 60-step run
 SHORT_WARMUP = {"name": "inverse_sqrt", "d_model": 512, "warmup_steps": 30}
+# enough epochs that the tiny CNN-BiLSTM clears the 10% bar whatever the (seeded) shard order
+EPOCHS = 8
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def runs(tmp_path_factory):
     jobs = {}
     for model, schedule in (("cnn_bilstm", None), ("macaron", SHORT_WARMUP)):
         jobs[model] = {"data": str(tmp / "ds"), "out": str(tmp / f"{model}_result.json"), "runs": [
-            {"name": strategy, "model": model, "strategy": strategy, "epochs": 5, "batch_size": bs,
+            {"name": strategy, "model": model, "strategy": strategy, "epochs": EPOCHS, "batch_size": bs,
              "schedule": schedule, "run_dir": str(tmp / f"{model}_{strategy}")}
             for strategy, bs in (("default", 32), ("mirrored", 16))]}
     t0 = time.time()
@@ -48,7 +50,7 @@ def test_validation_loss_falls(runs, model, strategy):
         run = json.load(fh)[strategy]
     assert run["replicas"] == (2 if strategy == "mirrored" else 1) and run["global_batch_size"] == 32
     rows = run["history"]
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))
     assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_mse"]) for r in rows)
     assert rows[-1]["val_n"] == run["before"]["n"] > 0  # every validation record, both times
     # validation MSE in expression units (LabelScale): before training vs after each epoch

@@ -94,7 +94,17 @@ class JaxBackend:
         return self.strategy.scope()
 
     def prepare_model(self, model: keras.Model, s: TrainSettings) -> None:
-        """Nothing to prepare: the compiled step sees the global batch."""
+        """Refuse what cannot compile here, before any data is read (batch statistics need nothing: the compiled
+        step sees the global batch)."""
+        import jax
+
+        if s.precision == "mixed_float16" and jax.default_backend() == "cpu":
+            attention = [layer.name for layer in model._flatten_layers(include_self=False)
+                         if isinstance(layer, keras.layers.MultiHeadAttention)]
+            if attention:
+                raise ValueError(f"precision mixed_float16 under JAX on CPU: XLA's CPU backend has no float16 matrix "
+                                 f"product with float32 accumulation, which the attention layer {attention[0]!r} "
+                                 "needs; use mixed_bfloat16 or float32 on CPU (GPUs run mixed_float16)")
 
     def saving(self, model: keras.Model, s: TrainSettings):
         return contextlib.nullcontext()

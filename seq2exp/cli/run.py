@@ -89,17 +89,10 @@ def train_stage(cfg: RunConfig, spec: ModelSpec, strategy, run_dir: str, train_s
 
 
 def has_checkpoint(run_dir: str) -> bool:
-    """Whether a stage folder has a committed checkpoint to resume from (either backend's format)."""
-    folder = os.path.join(run_dir, "checkpoints")
-    from seq2exp.engine.checkpointing_npz import STATE_FILE
+    """Whether a stage folder has a committed checkpoint to resume from (in the backend's format)."""
+    from seq2exp.engine.backend import has_checkpoint as committed
 
-    if os.path.exists(os.path.join(folder, STATE_FILE)):  # the JAX engine's commit file
-        return True
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        return False
-    import tensorflow as tf
-
-    return tf.train.latest_checkpoint(folder) is not None
+    return committed(run_dir)
 
 
 def test_report(cfg: RunConfig, spec: ModelSpec, trainer, train_sets, tests) -> dict:

@@ -14,9 +14,11 @@ NaN policy, progress, TensorBoard, run folder). What differs per backend is an e
 - `summary_writer(logdir)` -> `scalar(tag, value, step)`, `flush()`;
 - `lost_worker_error(err, epoch, last_checkpoint)` -> the error to raise instead, or None.
 
-The command line resolves its `--strategy` here too (`resolve_strategy`, `describe`, `barrier`).
+The command line resolves its `--strategy` here too (`resolve_strategy`, `describe`, `barrier`, `has_checkpoint`).
 """
 from __future__ import annotations
+
+import os
 
 import keras
 
@@ -72,3 +74,15 @@ def barrier(strategy) -> None:
     from seq2exp.engine.strategy import barrier as barrier_tf
 
     barrier_tf(strategy)
+
+
+def has_checkpoint(run_dir: str) -> bool:
+    """Whether a run folder holds a committed checkpoint, in this backend's format, to resume from."""
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    if backend_name() == "jax":
+        from seq2exp.engine.checkpointing_npz import committed
+
+        return bool(committed(ckpt_dir))
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(ckpt_dir) is not None

@@ -61,6 +61,14 @@ def read_archive(path: str, sha256: str | None = None) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def committed(ckpt_dir: str) -> list[dict]:
+    """checkpoint.json's entries {epoch, file, sha256}, oldest first ([] when nothing was committed)."""
+    path = os.path.join(ckpt_dir, STATE_FILE)
+    if not gfile().exists(path):
+        return []
+    return json.loads(read_bytes(path))["checkpoints"]
+
+
 class NpzRunCheckpoints(RunCheckpointsBase):
     """`RunCheckpointsBase` in the numpy-archive format (see module docstring)."""
 
@@ -80,11 +88,7 @@ class NpzRunCheckpoints(RunCheckpointsBase):
 
     # ------------------------------------------------------------------ the commit file
     def _committed(self, folder: str | None = None) -> list[dict]:
-        """checkpoint.json's entries, oldest first ([] when nothing was committed)."""
-        path = os.path.join(folder or self.ckpt_dir, STATE_FILE)
-        if not gfile().exists(path):
-            return []
-        return json.loads(read_bytes(path))["checkpoints"]
+        return committed(folder or self.ckpt_dir)
 
     def latest(self) -> str | None:
         entries = self._committed()

@@ -83,6 +83,7 @@ class JaxBackend:
         self.strategy = placement or current_placement()
         self.replicas = self.strategy.num_replicas_in_sync
         self.info = self.strategy.describe()
+        self._eval_steps: dict = {}  # compiled once per model, not once per evaluation
 
     def check_settings(self, s: TrainSettings) -> None:
         """Nothing to refuse: batch statistics are global under data parallelism anyway (sync_batch_norm)."""
@@ -113,19 +114,25 @@ class JaxBackend:
         return NpzRunCheckpoints(model, optimizer, run_dir, self.info, keep, say, barrier=self.strategy.barrier)
 
     def train_step(self, spec: ModelSpec, model, optimizer, global_batch: int, s: TrainSettings) -> JaxEngineStep:
-        return JaxEngineStep(JaxTrainStep(spec, model, optimizer, jit=True, nan_policy=s.nan_policy), self.strategy,
-                             global_batch)
+        step = JaxTrainStep(spec, model, optimizer, jit=True, nan_policy=s.nan_policy,
+                            sharding=self.strategy.replicated)
+        return JaxEngineStep(step, self.strategy, global_batch)
 
     def eval_rows(self, spec: ModelSpec, model, data, global_batch: int) -> Iterator[np.ndarray]:
         """Endless (global rows, 3) [label, prediction, mask] arrays over `data` (fn(ctx) or an iterable of batches)."""
+        import jax
+
         from seq2exp.engine.data import padded_batches, process_input
 
         ctx = process_input()
         source = data(ctx) if callable(data) else data
         rows = ctx.get_per_replica_batch_size(global_batch)
-        step = make_eval_step(spec, model, self.strategy.replicated)
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
+        if id(model) not in self._eval_steps:
+            self._eval_steps[id(model)] = make_eval_step(spec, model, self.strategy.replicated)
+        step = self._eval_steps[id(model)]
+        trainable, non_trainable = jax.device_put(([v.value for v in model.trainable_variables],
+                                                   [v.value for v in model.non_trainable_variables]),
+                                                  self.strategy.replicated)
         batches = Prefetcher(({**batch, "_mask": mask} for batch, mask in padded_batches(source, rows)),
                              self.strategy.put)
         for batch in batches:

@@ -47,6 +47,7 @@ class TFBackend:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.replicas = int(self.strategy.num_replicas_in_sync)
         self.info = describe(self.strategy)
+        self._eval_steps: dict = {}  # traced once per model, not once per evaluation
 
     def check_settings(self, s: TrainSettings) -> None:
         if s.jit and s.sync_batch_norm and self.replicas > 1:
@@ -86,7 +87,9 @@ class TFBackend:
                 else data(ctx)
             return padded_batches(ds, ctx.get_per_replica_batch_size(global_batch))
 
-        step = make_eval_step(spec, model, self.strategy)
+        if id(model) not in self._eval_steps:
+            self._eval_steps[id(model)] = make_eval_step(spec, model, self.strategy)
+        step = self._eval_steps[id(model)]
         iterator = iter(self.strategy.distribute_datasets_from_function(pipeline))
         while True:
             yield step(iterator).numpy()

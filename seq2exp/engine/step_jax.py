@@ -86,10 +86,13 @@ class Prefetcher:
 class JaxTrainStep:
     """The compiled training step of `spec`'s built `model` with its built `optimizer` (module docstring)."""
 
-    def __init__(self, spec: ModelSpec, model: keras.Model, optimizer, jit: bool = True, nan_policy: str = "skip"):
+    def __init__(self, spec: ModelSpec, model: keras.Model, optimizer, jit: bool = True, nan_policy: str = "skip",
+                 sharding=None):
+        """`sharding`: where the state lives (the placement's replicated layout; default: the first device)."""
         import jax
 
         self.spec, self.model, self.optimizer = spec, model, optimizer
+        self.sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         self.stop_on_nan = nan_policy == "stop"
         self.loss_scaling = hasattr(optimizer, "inner_optimizer")
         self._float_state = ["float" in str(v.dtype) for v in model.non_trainable_variables]
@@ -146,10 +149,21 @@ class JaxTrainStep:
 
     # ------------------------------------------------------------------ driving it
     def pull(self) -> None:
-        """Take the state from the Keras variables (after a restore, `load_weights`, an edit)."""
-        self.state = ([v.value for v in self.model.trainable_variables],
-                      [v.value for v in self.model.non_trainable_variables],
-                      [v.value for v in self.optimizer.variables])
+        """Take the state from the Keras variables (after a restore, `load_weights`, an edit).
+
+        Placed (committed) where the step's outputs are, so the compiled step is traced once, not once for
+        the variables' values and again for its own outputs."""
+        import jax
+
+        self.state = jax.device_put(([v.value for v in self.model.trainable_variables],
+                                     [v.value for v in self.model.non_trainable_variables],
+                                     [v.value for v in self.optimizer.variables]), self.sharding)
+
+    def _zero_carry(self):
+        import jax
+        import numpy as np
+
+        return jax.device_put((np.zeros((), "float32"), np.zeros((), "int32"), np.zeros((), "int32")), self.sharding)
 
     def sync_model(self) -> None:
         """Write the state into the Keras variables (before evaluating, saving or reading them)."""
@@ -171,11 +185,9 @@ class JaxTrainStep:
 
     def run_steps(self, iterator: Iterator[dict], n: int):
         """n steps on the next n batches: (sum of the applied steps' losses, non-finite steps, steps done)."""
-        import jax.numpy as jnp
-
         if self.state is None:
             self.pull()
-        carry = (jnp.zeros((), "float32"), jnp.zeros((), "int32"), jnp.zeros((), "int32"))
+        carry = self._zero_carry()
         for _ in range(n):
             self.state, carry, _ = self._compiled(self.state, carry, next(iterator))
         return carry
@@ -189,10 +201,7 @@ class JaxTrainStep:
 
     def step(self, state, batch):
         """One step: (loss, new state)."""
-        import jax.numpy as jnp
-
-        carry = (jnp.zeros((), "float32"), jnp.zeros((), "int32"), jnp.zeros((), "int32"))
-        state, _, loss = self._compiled(state, carry, batch)
+        state, _, loss = self._compiled(state, self._zero_carry(), batch)
         return loss, state
 
 

@@ -31,6 +31,10 @@ def runs(tmp_path_factory):
         # one bad batch (row 40: the second batch of every epoch) is skipped, the others apply
         "skip": job(data, tmp, "skip", settings={"epochs": 1, "batch_size": 32, "nan_policy": "skip",
                                                               "log_every_seconds": 1000}, nan_label_rows=[40]),
+        # lr 1e30: the first update blows the weights up, every later loss is non-finite and dropped, including
+        # the batch-norm statistics those forward passes computed
+        "skip_absurd": job(data, tmp, "skip_absurd", schedule={"name": "constant", "lr": 1e30},
+                           settings={"epochs": 1, "batch_size": 32, "nan_policy": "skip", "log_every_seconds": 1000}),
         "stop": job(data, tmp, "stop", settings={"epochs": 2, "batch_size": 32, "log_every_seconds": 1000},
                     schedule={"name": "constant", "lr": 1e30}, expect_error=True),
         "patience": job(data, tmp, "patience", schedule={"name": "constant", "lr": 0.03},
@@ -116,6 +120,18 @@ def test_nan_policy_skip_drops_only_the_bad_batch(runs):
     assert "dropped 1 of 10 updates" in results["skip"]["log"]
     assert all(np.all(np.isfinite(w)) for w in weights(jobs["skip"]["out"]))  # batch-norm statistics included
     archive = np.load(Path(jobs["skip"]["run_dir"]) / "checkpoints" / "ckpt-1.npz")
+    assert all(np.all(np.isfinite(archive[k])) for k in archive.files if k.startswith(("model/", "optimizer/")))
+
+
+def test_nan_policy_skip_keeps_batch_norm_statistics_of_dropped_steps_out(runs):
+    _, jobs, results = runs
+    ok(results, "skip_absurd")
+    row = result(jobs["skip_absurd"])["history"][0]
+    assert row["skipped_steps"] == 9 and row["step"] == 1, row
+    archive = np.load(Path(jobs["skip_absurd"]["run_dir"]) / "checkpoints" / "ckpt-1.npz")
+    paths = list(archive["paths/model"])
+    stats = [archive[f"model/{i}"] for i, p in enumerate(paths) if p.endswith(("moving_mean", "moving_variance"))]
+    assert stats and all(np.all(np.isfinite(v)) for v in stats)
     assert all(np.all(np.isfinite(archive[k])) for k in archive.files if k.startswith(("model/", "optimizer/")))
 
 

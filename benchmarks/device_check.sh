@@ -21,11 +21,16 @@
 #   DEVICE_CHECK_SCALE=tiny DEVICE_PYTHON=/work/venv-dev312/bin/python JAX_PLATFORMS=cpu OUT=/tmp/dc \
 #       bash benchmarks/device_check.sh
 # Knobs: DEVICE_CHECK_SCALE (full|tiny), DEVICE_CHECK_DEADLINE_S (whole run; 460 full, 1500 tiny),
-#        DEVICE_CHECK_WORK (scratch; default /tmp/device_check), DEVICE_PYTHON (default python3).
+#        DEVICE_CHECK_WORK (scratch; default /tmp/device_check), DEVICE_PYTHON (default python3),
+#        DEVICE_CHECK_STAGES (default data,train,sweep; setup always runs), and for a second run that finishes
+#        a sweep the first one's budget cut short: DEVICE_CHECK_SWEEP_MODELS (crmnet,legnet),
+#        DEVICE_CHECK_SWEEP_BATCHES (1024,...,16384), DEVICE_CHECK_SWEEP_PRECISIONS (mixed_bfloat16,float32), e.g.
+#        DEVICE_CHECK_STAGES=sweep DEVICE_CHECK_SWEEP_MODELS=legnet bash benchmarks/device_check.sh
 #
 # Peak dense FLOP/s per device, for MFU (NVIDIA H100 Tensor Core GPU datasheet, and the H200 datasheet; the
 # datasheets print tensor-core rates WITH 2:4 sparsity, dense = half):
 #   H100 SXM / H200: BF16 tensor 989.4 TFLOP/s, TF32 tensor 494.7, FP32 (no tensor cores) 66.9
+#   H100 NVL:        BF16 tensor 835.5,          TF32 tensor 417.5, FP32 60.0
 #   H100 PCIe:       BF16 tensor 756.5,          TF32 tensor 378.0, FP32 51.2
 # float32 rows are given MFU against the FP32 rate as the issue asks; JAX computes float32 matmuls and
 # convolutions on GPUs with TF32 tensor cores by default (docs.jax.dev, "Matmul precision"), so the summary
@@ -44,11 +49,17 @@ case "$SCALE" in
           SWEEP_PRESET=paper; SWEEP_BATCHES=1024,2048,4096,8192,16384; SWEEP_STEPS=8; SWEEP_LIMIT=3
           B_SETUP=45; B_DATA=60; B_CRMNET=130; B_LEGNET=100 ;;
     tiny) DEADLINE_S=${DEVICE_CHECK_DEADLINE_S:-1500}
+          # a rehearsal checks paths, not speed: XLA's CPU optimisations off (compiles ~2x faster)
+          export XLA_FLAGS=${XLA_FLAGS:---xla_backend_optimization_level=0}
           SIM_N=4000; PRESET=(--preset tiny); BATCH=64; EPOCHS=2; STEPS=12; TRAIN_PREC=mixed_bfloat16
           SWEEP_PRESET=tiny; SWEEP_BATCHES=32,64; SWEEP_STEPS=3; SWEEP_LIMIT=2
           B_SETUP=120; B_DATA=120; B_CRMNET=420; B_LEGNET=420 ;;
     *) echo "DEVICE_CHECK_SCALE must be full or tiny, got '$SCALE'" >&2; exit 2 ;;
 esac
+STAGES_ON=,${DEVICE_CHECK_STAGES:-data,train,sweep},
+SWEEP_MODELS=${DEVICE_CHECK_SWEEP_MODELS:-crmnet,legnet}
+SWEEP_BATCHES=${DEVICE_CHECK_SWEEP_BATCHES:-$SWEEP_BATCHES}
+SWEEP_PRECISIONS=${DEVICE_CHECK_SWEEP_PRECISIONS:-mixed_bfloat16,float32}
 DEADLINE=$((T0 + DEADLINE_S))
 RESERVE=15   # seconds kept for the summary
 SITE=$WORK/site
@@ -56,12 +67,17 @@ rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
 exec > >(tee -a "$OUT/device_check.log") 2>&1
 echo "device_check: scale $SCALE, deadline ${DEADLINE_S}s, repo $REPO, out $OUT, work $WORK, python $PY ($(date -u +%FT%TZ))"
 
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 PYTHONPATH="$SITE:$REPO" JAX_COMPILATION_CACHE_DIR="$WORK/jax_cache"
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 PYTHONPATH="$SITE:$REPO"
 STAGES=$WORK/stages.tsv
 printf 'stage\tstatus\tseconds\tbudget_s\n' > "$STAGES"
 
 stage() {  # stage NAME BUDGET_S 'shell command': run under `timeout`, never past the deadline; record the result
     local name=$1 budget=$2 cmd=$3 left t rc status
+    if [ "$name" != setup ] && [[ $STAGES_ON != *",${name%%_*},"* ]]; then
+        echo "=== [$name] skipped (DEVICE_CHECK_STAGES)"
+        printf '%s\tskipped\t0\t0\n' "$name" >> "$STAGES"
+        return 0
+    fi
     left=$((DEADLINE - $(date +%s) - RESERVE))
     ((budget > left)) && budget=$left
     if ((budget < 5)); then
@@ -178,7 +194,9 @@ devices = jax.devices()
 accel = [d for d in devices if d.platform != "cpu"]
 kind = accel[0].device_kind if accel else "CPU"
 # dense peaks per device (see the script's header for the source); None: unknown card, no MFU
-if "H200" in kind or ("H100" in kind and "PCIe" not in kind):
+if "H100" in kind and "NVL" in kind:
+    peaks = {"mixed_bfloat16": 835.5, "mixed_float16": 835.5, "tf32": 417.5, "float32": 60.0}
+elif "H200" in kind or ("H100" in kind and "PCIe" not in kind):
     peaks = {"mixed_bfloat16": 989.4, "mixed_float16": 989.4, "tf32": 494.7, "float32": 66.9}
 elif "H100" in kind:
     peaks = {"mixed_bfloat16": 756.5, "mixed_float16": 756.5, "tf32": 378.0, "float32": 51.2}
@@ -228,8 +246,8 @@ done
 
 # ------------------------------------------------------------------------------------------------ 4. sweep
 left=$((DEADLINE - $(date +%s) - RESERVE))
-stage sweep "$left" "$PY -m benchmarks.step_time --models crmnet,legnet --preset $SWEEP_PRESET \
-    --batch-sizes $SWEEP_BATCHES --precisions mixed_bfloat16,float32 --jit --synthetic-input \
+stage sweep "$left" "$PY -m benchmarks.step_time --models $SWEEP_MODELS --preset $SWEEP_PRESET \
+    --batch-sizes $SWEEP_BATCHES --precisions $SWEEP_PRECISIONS --jit --synthetic-input \
     --warmup 2 --steps $SWEEP_STEPS --time-limit $SWEEP_LIMIT ${PEAKS:+--peak-tflops $PEAKS} \
     --budget-s $((left > 40 ? left - 25 : 15)) --out-dir $WORK/step_time --name step_time --no-plot"
 exit 0

@@ -1,5 +1,8 @@
 """Post-norm transformer encoder block used in CRMnet's bottleneck."""
+import math
+
 import keras
+from keras import ops
 
 from crmnet.layers._utils import clone_initializer
 
@@ -12,6 +15,14 @@ class TransformerBlock(keras.layers.Layer):
     -> Dense(embed) -> Dropout -> LayerNorm(h + ffn). Post-norm as published.
     The embedding size is the input's channel count (no projection), so the
     block fits whatever the encoder produces.
+
+    The attention's weights live in a Keras ``MultiHeadAttention`` (its
+    names, saving and the Keras-2 converter's mapping), but ``call`` computes
+    it itself: every projection as ONE 2-D matmul over ``batch x length``
+    rows. Keras' own call on TensorFlow runs them as broadcast batch matmuls,
+    whose kernel gradient materialises a ``(batch, C, heads * key_dim)``
+    tensor and sums it over the batch -- ~40% slower CRMnet steps than the
+    published Keras-2 code. Same maths (MultiHeadAttention's dropout is 0).
 
     Args:
         num_heads: attention heads (CRMnet: 12).
@@ -87,8 +98,34 @@ class TransformerBlock(keras.layers.Layer):
         self.norm2.build(inputs_shape)
         self.built = True
 
+    def attend(self, inputs):
+        """``self.attention(inputs, inputs)`` from its weights, with 2-D matmul projections."""
+        mha, channels = self.attention, inputs.shape[-1]
+        length = ops.shape(inputs)[1]
+        rows = ops.reshape(inputs, (-1, channels))
+
+        def project(dense, heads_dim):
+            kernel = ops.cast(ops.reshape(dense.kernel, (channels, heads_dim)), rows.dtype)
+            out = ops.matmul(rows, kernel) + ops.cast(ops.reshape(dense.bias, (heads_dim,)), rows.dtype)
+            # (batch, length, heads, dim) -> (batch, heads, length, dim)
+            return ops.transpose(ops.reshape(out, (-1, length, mha.num_heads, heads_dim // mha.num_heads)),
+                                 (0, 2, 1, 3))
+
+        query = project(mha.query_dense, mha.num_heads * mha.key_dim)
+        key = project(mha.key_dense, mha.num_heads * mha.key_dim)
+        value = project(mha.value_dense, mha.num_heads * mha.value_dim)
+        # Keras' TensorFlow attention: float32 logits and softmax, whatever the compute dtype
+        logits = ops.cast(ops.matmul(query, ops.transpose(key, (0, 1, 3, 2))), "float32")
+        probs = ops.softmax(logits * (1.0 / math.sqrt(float(mha.key_dim))), axis=-1)
+        context = ops.matmul(ops.cast(probs, value.dtype), value)  # (batch, heads, length, value_dim)
+        context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (-1, mha.num_heads * mha.value_dim))
+        kernel = ops.cast(ops.reshape(mha.output_dense.kernel, (mha.num_heads * mha.value_dim, channels)),
+                          context.dtype)
+        out = ops.matmul(context, kernel) + ops.cast(mha.output_dense.bias, context.dtype)
+        return ops.reshape(out, (-1, length, channels))
+
     def call(self, inputs, training=None):
-        attn = self.attention(inputs, inputs, training=training)
+        attn = self.attend(inputs)
         attn = self.attention_dropout(attn, training=training)
         x = self.norm1(inputs + attn)
         ffn = self.ffn_dense2(self.ffn_dense1(x))

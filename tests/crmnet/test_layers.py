@@ -121,6 +121,26 @@ def test_transformer_block_parameter_count_and_shape():
     assert_layer_config_roundtrip(block)
 
 
+def test_transformer_block_attention_equals_keras_multi_head_attention():
+    """`attend` (2-D matmul projections, for speed) computes what Keras' own MultiHeadAttention call does."""
+    x = np.random.default_rng(3).normal(size=(3, 7, 8)).astype("float32")
+    block = TransformerBlock(num_heads=3, key_dim=5, ffn_dim=6, name="t")
+    block.build(x.shape)
+    rng = np.random.default_rng(4)
+    for weight in block.attention.weights:  # non-zero biases, so a wrong bias path shows
+        weight.assign(0.3 * rng.normal(size=weight.shape).astype("float32"))
+    np.testing.assert_allclose(_np(block.attend(x)), _np(block.attention(x, x)), rtol=1e-5, atol=1e-5)
+    with run_under_policy("mixed_bfloat16"):
+        half = TransformerBlock(num_heads=3, key_dim=5, ffn_dim=6, name="t16")
+        half.build(x.shape)
+        half.set_weights(block.get_weights())
+        x16 = keras.ops.cast(x, "bfloat16")
+        ours, theirs = half.attend(x16), half.attention(x16, x16)
+    assert keras.backend.standardize_dtype(ours.dtype) == "bfloat16"
+    np.testing.assert_allclose(_np(keras.ops.cast(ours, "float32")), _np(keras.ops.cast(theirs, "float32")),
+                               rtol=0.05, atol=0.05)
+
+
 def test_multiply_sin_matches_published_reference():
     x = np.random.default_rng(2).normal(size=(3, 14, 4)).astype("float32")
     layer = PositionEncoding(mode="multiply_sin", name="pos")

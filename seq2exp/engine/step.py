@@ -4,7 +4,7 @@
 transform, forward pass and loss, then ONE all-reduce of the loss and every gradient, so the
 non-finite check and global-norm clipping see the global gradient on every replica alike (the
 optimizer's own reduction is turned off), then the update, skipped everywhere when not finite.
-`run(iterator, n)` runs n steps inside one tf.function (a tf.range loop: fewer host round-trips).
+`run(iterator, n)` runs n steps inside one tf.function (a while loop: fewer host round-trips).
 The JAX step is its sibling `seq2exp.engine.step_jax` (same spec, model and optimizer; no tf.distribute).
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ class TFTrainStep:
         # what a forward pass updates besides gradients (moving statistics): restored when "skip" drops a step
         self._forward_state = [] if self.stop_on_nan else [v for v in model.non_trainable_variables
                                                            if "float" in str(v.dtype)]
-        self.run = tf.function(self._run_steps)
+        self._run_one, self._run_many = tf.function(self._one_step), tf.function(self._run_steps)
 
     def distribute(self, train_fn: Callable, seed: int):
         """Iterator over per-replica batches of `train_fn(ctx, seed)`, as `run` takes them."""
@@ -120,30 +120,44 @@ class TFTrainStep:
         before = [tf.identity(v) for v in self._forward_state]
         loss, grads = self._grad_fn(batch)
         keep = [i for i, g in enumerate(grads) if g is not None]
-        reduced = tf.distribute.get_replica_context().all_reduce(_SUM, [loss] + [grads[i] for i in keep])
-        loss, grads = reduced[0], list(grads)
-        for k, i in enumerate(keep):
-            grads[i] = reduced[k + 1]
+        if self.replicas > 1:  # one replica: nothing to sum (and no copy of every gradient)
+            reduced = tf.distribute.get_replica_context().all_reduce(_SUM, [loss] + [grads[i] for i in keep])
+            loss, grads = reduced[0], list(grads)
+            for k, i in enumerate(keep):
+                grads[i] = reduced[k + 1]
         finite = tf.math.is_finite(loss)
-        if not self.loss_scaling:  # loss scaling skips overflowing grads itself
-            finite = tf.logical_and(finite, tf.math.is_finite(tf.add_n([tf.reduce_sum(g) for g in reduced[1:]])))
+        if keep and not self.loss_scaling:  # loss scaling skips overflowing grads itself
+            # stack + one sum: tf.add_n of hundreds of scalars becomes one AssignAdd op per gradient
+            sums = tf.stack([tf.reduce_sum(tf.cast(grads[i], tf.float32)) for i in keep])
+            finite = tf.logical_and(finite, tf.math.is_finite(tf.reduce_sum(sums)))
         apply_if_finite(self.optimizer, grads, self.model.trainable_variables, finite)
         for v, old in zip(self._forward_state, before):  # a dropped step also drops its batch-norm statistics
             v.assign(tf.where(finite, v, old))
         return loss, finite
 
+    def _one_step(self, iterator):
+        loss, finite = self.strategy.run(self._replica_step, args=(next(iterator),))
+        loss, finite = (self.strategy.experimental_local_results(x)[0] for x in (loss, finite))  # all-reduced
+        return tf.where(finite, loss, 0.0), tf.cast(tf.logical_not(finite), tf.int32), tf.constant(1)
+
     def _run_steps(self, iterator, n):
         """(sum of the finite steps' losses, non-finite steps, steps done); stops early on NaN under "stop"."""
         total, bad, done = tf.constant(0.0), tf.constant(0), tf.constant(0)
-        for _ in tf.range(n):
-            if self.stop_on_nan and bad > 0:
-                break
-            loss, finite = self.strategy.run(self._replica_step, args=(next(iterator),))
-            loss, finite = (self.strategy.experimental_local_results(x)[0] for x in (loss, finite))  # all-reduced
-            total += tf.where(finite, loss, 0.0)
-            bad += tf.cast(tf.logical_not(finite), tf.int32)
-            done += 1
+        limit = 0 if self.stop_on_nan else n  # a loop condition, not a `break`: no cond around the whole step
+        while done < n and bad <= limit:
+            step_loss, step_bad, _ = self._one_step(iterator)
+            total, bad, done = total + step_loss, bad + step_bad, done + 1
         return total, bad, done
+
+    def run(self, iterator, n):
+        """n (an int or scalar tensor) compiled steps in ONE tf.function call: (sum of the finite losses,
+        non-finite steps, steps done). Single steps run without the loop (its per-call control flow is
+        a few % of a tiny model's step), unless the loop is already traced (e.g. an epoch's last call
+        of one step after calls of steps_per_execution): a second trace would cost far more."""
+        static = tf.get_static_value(n)
+        if static is not None and int(static) == 1 and not self._run_many.experimental_get_tracing_count():
+            return self._run_one(iterator)
+        return self._run_many(iterator, tf.convert_to_tensor(n, tf.int32))
 
 
 def make_eval_step(spec: ModelSpec, model, strategy):

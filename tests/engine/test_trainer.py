@@ -70,7 +70,8 @@ def _history(job):
 def default_runs(data_dir, tmp_path_factory):
     """Seeded 4-epoch runs (shuffled, dropout on): uninterrupted, killed after epoch 2, 3 steps per call."""
     tmp = tmp_path_factory.mktemp("default_runs")
-    jobs = {"full": _job(data_dir, tmp, "full"),
+    jobs = {"full": _job(data_dir, tmp, "full", settings={"epochs": 4, "batch_size": 32, "log_every_seconds": 1000,
+                                                           "steps_per_execution": 1}),
             "killed": _job(data_dir, tmp, "killed", kill_after_epoch=2),
             "spe3": _job(data_dir, tmp, "spe3", settings={"epochs": 4, "batch_size": 32, "log_every_seconds": 1000,
                                                            "steps_per_execution": 3})}

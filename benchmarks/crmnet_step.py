@@ -14,7 +14,8 @@ Times forward + backward + Adam update with the Huber loss in ONE run on the sam
   and Keras 3 do not share one process) that times its own step and answers over a pipe.
 
 Both sides use the same configuration dict (``--preset published``: 34,170,289 parameters; ``small``: the
-reference's width-reduced preset, for quick iterations; ``tiny``: the README demo's 24,683-parameter model). Warm-up steps (tracing, allocator warm-up) are
+reference's width-reduced preset, for quick iterations; ``tiny``: the README demo's 24,683-parameter model).
+Warm-up steps (tracing, allocator warm-up) are
 reported but excluded; the timed steps are interleaved (ours, keras2, ours, keras2, ...) so that
 background load affects both alike; the parent waits on the pipe (no CPU) while the subprocess works.
 After every step, outside the timed region, each side hands its freed activation memory back to the

@@ -42,8 +42,8 @@ class TrainSettings:
     batch_size: int = setting(1024, help="PER-REPLICA batch size (the CRMnet paper's convention); global = this x "
                                           "replicas")
     steps_per_epoch: int | None = setting(None, help="steps per epoch (default: one pass over the train split)")
-    steps_per_execution: int = setting(8, help="training steps per compiled call: fewer host round-trips (8 keeps the "
-                                                  "~5 ms per-call dispatch of a 2-core CPU a small share of the tiny demo's step)")
+    steps_per_execution: int = setting(8, help="training steps per compiled call: fewer host round-trips (8 makes "
+                                                  "the ~5 ms per-call dispatch a small share of a tiny model's step)")
     jit: bool = setting(False, help="XLA-compile the forward/backward pass")
     precision: str = setting("float32", choices=PRECISIONS,
                              help="Keras dtype policy; the model's output layers stay float32")

@@ -2,13 +2,15 @@
 
 Features are counts of all 4^k k-mers on the forward strand (k-mers touching N are skipped),
 standardised; ridge is solved in closed form, with the penalty chosen on a held-out part of the
-training data. With k = 6 that is 4,096 features: seconds on a CPU for ~10^5 sequences.
+training data (one Gram matrix serves every penalty tried). With k = 6 that is 4,096 features: about a
+minute on 2 CPU cores for 2 x 10^4 sequences, most of it building the Gram matrix once.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 from seq2exp.engine.metrics import regression_metrics
 
@@ -44,28 +46,45 @@ class KmerRidge:
     def fit(self, codes: np.ndarray, y: np.ndarray) -> KmerRidge:
         x = kmer_counts(codes, self.k)
         self.mean_, self.scale_ = x.mean(0), x.std(0) + 1e-6
-        x = (x - self.mean_) / self.scale_
+        x = ((x - self.mean_) / self.scale_).astype(np.float64)
         y = np.asarray(y, dtype=np.float64)
         rng = np.random.default_rng(self.seed)
         held = rng.random(len(y)) < self.holdout
+        gram = None
         if self.alpha is None:
-            scores = [regression_metrics(y[held], self._solve(x[~held], y[~held], a)(x[held]))["r2"]
-                      for a in self.alphas]
+            part = _Normal(x[~held], y[~held])  # one Gram matrix for every penalty tried
+            scores = [regression_metrics(y[held], part.predictor(a)(x[held]))["r2"] for a in self.alphas]
             self.alpha = self.alphas[int(np.nanargmax(scores))]
-        self.predict_fn_ = self._solve(x, y, self.alpha)
+            if not part.dual:  # the whole set's Gram matrix is the part's plus the held-out rows'
+                gram = part.gram + x[held].T @ x[held]
+        self.predict_fn_ = _Normal(x, y, gram).predictor(self.alpha)
         return self
-
-    @staticmethod
-    def _solve(x, y, alpha):
-        x = x.astype(np.float64)
-        y_mean = y.mean()
-        # the dual form is cheaper when there are fewer sequences than features
-        if x.shape[0] < x.shape[1]:
-            dual = np.linalg.solve(x @ x.T + alpha * np.eye(x.shape[0]), y - y_mean)
-            w = x.T @ dual
-        else:
-            w = np.linalg.solve(x.T @ x + alpha * np.eye(x.shape[1]), x.T @ (y - y_mean))
-        return lambda z: z @ w + y_mean
 
     def predict(self, codes: np.ndarray) -> np.ndarray:
         return self.predict_fn_(self._design(codes).astype(np.float64))
+
+
+class _Normal:
+    """Ridge's normal equations for one design matrix, solved for any penalty.
+
+    The Gram matrix (the costly part: n x d^2) is built once, not once per penalty; the dual form is
+    used when there are fewer sequences than features."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, gram: np.ndarray | None = None):
+        self.x, self.y_mean = x, float(y.mean())
+        self.dual = x.shape[0] < x.shape[1]
+        centred = y - self.y_mean
+        if self.dual:
+            self.gram, self.rhs = x @ x.T, centred
+        else:
+            self.gram, self.rhs = (x.T @ x if gram is None else gram), x.T @ centred
+
+    def predictor(self, alpha: float):
+        a = self.gram.copy()
+        a[np.diag_indices_from(a)] += alpha
+        try:  # positive definite for alpha > 0: Cholesky, a third of a general solve
+            coef = scipy.linalg.solve(a, self.rhs, assume_a="pos")
+        except np.linalg.LinAlgError:
+            coef = np.linalg.solve(a, self.rhs)
+        w = self.x.T @ coef if self.dual else coef
+        return lambda z: z @ w + self.y_mean

@@ -49,3 +49,29 @@ def test_config_file_is_data_not_code(tmp_path):
     g.write_text("epoch: 3\n")
     with pytest.raises(ValueError, match="unknown config field"):
         run_config.load_file(str(g))
+
+
+@pytest.mark.parametrize("n", [200, 1500])  # fewer sequences than the 256 3-mer features (dual form), and more
+def test_ridge_equals_the_textbook_solution_per_penalty(n):
+    """One Gram matrix for every penalty: the chosen penalty and the predictions are those of solving
+    (X'X + aI) w = X'(y - mean) afresh for each penalty."""
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 5, (n, 30)).astype(np.uint8)  # N included
+    y = (codes[:, :5] == 2).sum(1) + rng.normal(size=n)
+    model = KmerRidge(k=4).fit(codes, y)
+
+    x = kmer_counts(codes, 4)
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    x = ((x - mean) / scale).astype(np.float64)
+    held = np.random.default_rng(0).random(n) < 0.1
+
+    def textbook(rows, alpha):
+        xs, ys = x[rows], y[rows]
+        w = np.linalg.solve(xs.T @ xs + alpha * np.eye(x.shape[1]), xs.T @ (ys - ys.mean()))
+        return lambda z: z @ w + ys.mean()
+
+    r2 = [1 - np.sum((y[held] - textbook(~held, a)(x[held])) ** 2) / np.sum((y[held] - y[held].mean()) ** 2)
+          for a in model.alphas]
+    assert model.alpha == model.alphas[int(np.argmax(r2))]
+    expected = textbook(np.ones(n, bool), model.alpha)(x[:50])
+    np.testing.assert_allclose(model.predict(codes[:50]), expected, rtol=1e-7, atol=1e-7)

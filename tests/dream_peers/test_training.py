@@ -1,7 +1,8 @@
 """Each DREAM peer trains through the shared engine under the default and mirrored strategies.
 
-Tiny presets on 600 simulated sequences; one fresh process per model (the mirrored strategy
-needs two logical CPUs before TensorFlow starts), both processes at once.
+Tiny presets on 1,200 simulated sequences (on 600, 479 training records, the tiny CNN-BiLSTM mostly
+memorised them: 5 epochs moved validation MSE by 0-16% depending on the seed); one fresh process per
+model (the mirrored strategy needs two logical CPUs before TensorFlow starts), both processes at once.
 """
 import json
 import time
@@ -16,21 +17,25 @@ from tests.helpers import assert_jobs_ok as _ok
 from tests.helpers import run_jobs
 
 WORKER = Path(__file__).with_name("train_worker.py")
-# the published optimiser and clipping, with a warm-up that suits a 60-step run
+SEQUENCES = 1200
+# Macaron: the published optimiser and clipping, with a warm-up that suits a ~150-step run
 SHORT_WARMUP = {"name": "inverse_sqrt", "d_model": 512, "warmup_steps": 30}
-# enough epochs that the tiny CNN-BiLSTM clears the 10% bar whatever the (seeded) shard order
+# CNN-BiLSTM: the published (constant) lr 0.003 as the peak of a one-cycle schedule, which anneals to ~0 by
+# the last step: at a constant 0.003 and batch 32 (published: 512) the last epochs' validation MSE jumped
+# by up to 35% from one epoch to the next, sometimes above the untrained model's
+SHORT_RUN = {"name": "one_cycle", "max_lr": 0.003}
 EPOCHS = 5
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dream_peers_train")
-    write_tsv(simulate(600, seed=3), tmp / "sim.tsv")
+    write_tsv(simulate(SEQUENCES, seed=3), tmp / "sim.tsv")
     args = parser().parse_args([str(tmp / "sim.tsv"), "--out", str(tmp / "ds"), "--layout", "crmnet",
                                 "--workers", "1", "--val-folds", "8,9", "--quiet"])
     build(args.inputs, args.out, args)
     jobs = {}
-    for model, schedule in (("cnn_bilstm", None), ("macaron", SHORT_WARMUP)):
+    for model, schedule in (("cnn_bilstm", SHORT_RUN), ("macaron", SHORT_WARMUP)):
         jobs[model] = {"data": str(tmp / "ds"), "out": str(tmp / f"{model}_result.json"), "runs": [
             {"name": strategy, "model": model, "strategy": strategy, "epochs": EPOCHS, "batch_size": bs,
              "schedule": schedule, "run_dir": str(tmp / f"{model}_{strategy}")}
@@ -44,9 +49,6 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("model", ["cnn_bilstm", "macaron"])
 @pytest.mark.parametrize("strategy", ["default", "mirrored"])
 def test_validation_loss_falls(runs, model, strategy):
-    if (model, strategy) == ("cnn_bilstm", "default"):
-        pytest.xfail("tiny CNN-BiLSTM misses the 10% bar (7.05 vs 7.02) under the new shared shard order; "
-                     "8 epochs overshoot at the end: open, see the session note")
     jobs, results = runs
     _ok(results, model)
     with open(jobs[model]["out"]) as fh:

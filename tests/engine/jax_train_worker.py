@@ -15,7 +15,7 @@ it (.json, with "tensorflow_imported"). Extra keys:
   cache            JAX persistent compilation cache folder (tests share compiled steps)
 
 Faults (job["fault"], test-only):
-  {"kind": "kill_at_step", "step": N}       SIGKILL right after the N-th `run_steps` call of this process
+  {"kind": "kill_at_step", "step": N}       SIGKILL after the `run_steps` call that reaches training step N
   {"kind": "kill_in_checkpoint", "epoch": E, "partial": bool}
                                             SIGKILL inside epoch E's save: after the archive is written, before
                                             checkpoint.json commits it; partial=True first cuts it in half
@@ -156,14 +156,13 @@ def _inject_fault(trainer, fault: dict | None) -> None:
     if not fault or fault["kind"] == "overflow_after_epoch":
         return
     if fault["kind"] == "kill_at_step":
-        step_fn, calls = trainer.run_steps, [0]
+        step_fn, steps = trainer.run_steps, [0]
 
         def counted(*args):
             out = step_fn(*args)
-            float(out[0])  # the step has run
-            calls[0] += 1
-            if calls[0] == fault["step"]:
-                _die(f"after training step {calls[0]}")
+            steps[0] += int(out[2])  # the steps of this call have run (steps_per_execution of them at most)
+            if steps[0] >= fault["step"]:
+                _die(f"after training step {steps[0]}")
             return out
 
         trainer.run_steps = counted

@@ -15,7 +15,8 @@ it (.json, with "tensorflow_imported"). Extra keys:
   cache            JAX persistent compilation cache folder (tests share compiled steps)
 
 Faults (job["fault"], test-only):
-  {"kind": "kill_at_step", "step": N}       SIGKILL after the `run_steps` call that reaches training step N
+  {"kind": "kill_at_step", "step": N}       SIGKILL right after the N-th training step of this process (the
+                                            `run_steps` call that would pass it is cut short at N)
   {"kind": "kill_in_checkpoint", "epoch": E, "partial": bool}
                                             SIGKILL inside epoch E's save: after the archive is written, before
                                             checkpoint.json commits it; partial=True first cuts it in half
@@ -158,8 +159,9 @@ def _inject_fault(trainer, fault: dict | None) -> None:
     if fault["kind"] == "kill_at_step":
         step_fn, steps = trainer.run_steps, [0]
 
-        def counted(*args):
-            out = step_fn(*args)
+        def counted(iterator, n):
+            n = min(int(n), fault["step"] - steps[0])  # a call that would pass step N ends there
+            out = step_fn(iterator, n)
             steps[0] += int(out[2])  # the steps of this call have run (steps_per_execution of them at most)
             if steps[0] >= fault["step"]:
                 _die(f"after training step {steps[0]}")

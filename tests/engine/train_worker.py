@@ -6,7 +6,8 @@ and fit's summary beside it (.json). `kill_after_epoch` ends the process abruptl
 epoch's checkpoint, like a preempted machine.
 
 Fault injection for the reliability tests (job["fault"], test-only: the package has no such hooks):
-  {"kind": "kill_at_step", "step": N}        SIGKILL after the `run_steps` call that reaches training step N
+  {"kind": "kill_at_step", "step": N}        SIGKILL right after the N-th training step of this process (the
+                                             `run_steps` call that would pass it is cut short at N)
   {"kind": "kill_in_checkpoint", "epoch": E, "partial": bool}
                                              SIGKILL inside epoch E's checkpoint save: after TF wrote the
                                              files, before the `checkpoint` state file names them; with
@@ -109,9 +110,12 @@ def _inject_fault(trainer, fault: dict | None) -> None:
         step_fn, steps = trainer.run_steps, [0]  # training steps so far (a call runs steps_per_execution at most)
 
         def counted(iterator, n):
-            if fault["kind"] == "sleep_at_step" and steps[0] < fault["step"] <= steps[0] + int(n):
-                print(f"fault injection: stuck before training step {steps[0] + 1}", file=sys.stderr, flush=True)
-                time.sleep(10 ** 6)
+            n = int(n)
+            if steps[0] < fault["step"] <= steps[0] + n:  # this call would run step N
+                if fault["kind"] == "sleep_at_step":
+                    print(f"fault injection: stuck before training step {steps[0] + 1}", file=sys.stderr, flush=True)
+                    time.sleep(10 ** 6)
+                n = fault["step"] - steps[0]  # kill_at_step: end the call at step N exactly
             out = step_fn(iterator, n)
             steps[0] += int(out[2])
             if fault["kind"] == "kill_at_step" and steps[0] >= fault["step"]:

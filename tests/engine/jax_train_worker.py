@@ -15,7 +15,8 @@ it (.json, with "tensorflow_imported"). Extra keys:
   cache            JAX persistent compilation cache folder (tests share compiled steps)
 
 Faults (job["fault"], test-only):
-  {"kind": "kill_at_step", "step": N}       SIGKILL right after the N-th `run_steps` call of this process
+  {"kind": "kill_at_step", "step": N}       SIGKILL right after the N-th training step of this process (the
+                                            `run_steps` call that would pass it is cut short at N)
   {"kind": "kill_in_checkpoint", "epoch": E, "partial": bool}
                                             SIGKILL inside epoch E's save: after the archive is written, before
                                             checkpoint.json commits it; partial=True first cuts it in half
@@ -156,14 +157,14 @@ def _inject_fault(trainer, fault: dict | None) -> None:
     if not fault or fault["kind"] == "overflow_after_epoch":
         return
     if fault["kind"] == "kill_at_step":
-        step_fn, calls = trainer.run_steps, [0]
+        step_fn, steps = trainer.run_steps, [0]
 
-        def counted(*args):
-            out = step_fn(*args)
-            float(out[0])  # the step has run
-            calls[0] += 1
-            if calls[0] == fault["step"]:
-                _die(f"after training step {calls[0]}")
+        def counted(iterator, n):
+            n = min(int(n), fault["step"] - steps[0])  # a call that would pass step N ends there
+            out = step_fn(iterator, n)
+            steps[0] += int(out[2])  # the steps of this call have run (steps_per_execution of them at most)
+            if steps[0] >= fault["step"]:
+                _die(f"after training step {steps[0]}")
             return out
 
         trainer.run_steps = counted

@@ -23,7 +23,9 @@ WARMUP_COSINE = {"name": "warmup_cosine", "warmup_epochs": 1}
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("jax_runs")
     data = build_dataset(tmp, 400)
-    settings = {"epochs": 4, "batch_size": 32, "log_every_seconds": 1000, "tensorboard_every": 3}
+    # single steps (the default is 8 per call): TensorBoard samples every 3rd step, and spe3 is compared with it
+    settings = {"epochs": 4, "batch_size": 32, "log_every_seconds": 1000, "tensorboard_every": 3,
+                "steps_per_execution": 1}
     jobs = {
         "full": job(data, tmp, "full", model=DROPOUT, schedule=WARMUP_COSINE, settings=settings),
         "spe3": job(data, tmp, "spe3", model=DROPOUT, schedule=WARMUP_COSINE,

@@ -1,5 +1,5 @@
 """seq2exp.engine.data's backend-neutral input: the numpy reader path the JAX engine takes, and its
-equality with the tf.data path the TensorFlow engine takes (that one only where TensorFlow is installed)."""
+equality with the tf.data path the TensorFlow engine takes (that one is not marked tf_free: it needs TensorFlow)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +10,7 @@ from data_prep.manifest import load_manifest
 from data_prep.simulate import simulate, write_tsv
 from seq2exp.engine import data as engine_data
 from seq2exp.engine.data import ProcessInput, input_batches, padded_batches, read_arrays
+from tests.conftest import require_module
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +42,11 @@ def _take_padded(gen, limit=1000):
     return batches, masks
 
 
-pytestmark = pytest.mark.tf_free
+#: the numpy-path tests run in CI's TF-free venv too (`-m tf_free`); the tf.data comparison needs TensorFlow
+tf_free = pytest.mark.tf_free
 
 
+@tf_free
 def test_process_input_splits_the_global_batch():
     assert ProcessInput().get_per_replica_batch_size(96) == 96
     ctx = ProcessInput(num_input_pipelines=4, input_pipeline_id=3)
@@ -52,6 +55,7 @@ def test_process_input_splits_the_global_batch():
         ctx.get_per_replica_batch_size(90)
 
 
+@tf_free
 def test_numpy_training_input_is_the_process_batch(datasets, monkeypatch):
     _numpy_backend(monkeypatch)
     m = datasets["legnet"]
@@ -68,6 +72,7 @@ def test_numpy_training_input_is_the_process_batch(datasets, monkeypatch):
     assert not np.array_equal(a["label"], c["label"])
 
 
+@tf_free
 def test_padded_numpy_batches_cover_every_row_once(datasets, monkeypatch):
     _numpy_backend(monkeypatch)
     m = datasets["legnet"]
@@ -84,6 +89,7 @@ def test_padded_numpy_batches_cover_every_row_once(datasets, monkeypatch):
         np.testing.assert_array_equal(np.sort(np.concatenate(got)), np.sort(whole["label"]))
 
 
+@tf_free
 def test_padded_numpy_drops_ids_and_pads_an_empty_share(datasets, monkeypatch):
     _numpy_backend(monkeypatch)
     m = datasets["fasta"]  # ids: the only string field
@@ -96,7 +102,7 @@ def test_padded_numpy_drops_ids_and_pads_an_empty_share(datasets, monkeypatch):
 
 @pytest.mark.parametrize("training", [True, False])
 def test_numpy_and_tf_data_paths_give_the_same_batches(datasets, training, monkeypatch):
-    pytest.importorskip("tensorflow")
+    require_module("tensorflow")  # not tf_free: it compares with the tf.data reader
     from data_prep.dataset import make_dataset
 
     m = datasets["legnet"]

@@ -6,14 +6,16 @@ and fit's summary beside it (.json). `kill_after_epoch` ends the process abruptl
 epoch's checkpoint, like a preempted machine.
 
 Fault injection for the reliability tests (job["fault"], test-only: the package has no such hooks):
-  {"kind": "kill_at_step", "step": N}        SIGKILL right after the N-th training step of this process
+  {"kind": "kill_at_step", "step": N}        SIGKILL right after the N-th training step of this process (the
+                                             `run_steps` call that would pass it is cut short at N)
   {"kind": "kill_in_checkpoint", "epoch": E, "partial": bool}
                                              SIGKILL inside epoch E's checkpoint save: after TF wrote the
                                              files, before the `checkpoint` state file names them; with
                                              partial=True the data/index files are first cut short and a
                                              half-written temp file is left, as a kill mid-write would
   {"kind": "stop_after_epoch", "epoch": E}   SIGSTOP itself after epoch E: a hung, not a dead, worker
-  {"kind": "sleep_at_step", "step": N}       block in Python before step N: alive (heartbeats go on) but stuck
+  {"kind": "sleep_at_step", "step": N}       block in Python before the call that runs step N: alive (heartbeats
+                                             go on) but stuck
 job["audit"] = path: record every file this process opens for writing (JSON list, written at the end).
 """
 from __future__ import annotations
@@ -105,16 +107,19 @@ def _inject_fault(trainer, fault: dict | None) -> None:
     if fault["kind"] in ("kill_at_step", "sleep_at_step"):
         import time
 
-        step_fn, calls = trainer.run_steps, [0]
+        step_fn, steps = trainer.run_steps, [0]  # training steps so far (a call runs steps_per_execution at most)
 
-        def counted(*args):
-            if fault["kind"] == "sleep_at_step" and calls[0] + 1 == fault["step"]:
-                print(f"fault injection: stuck before training step {calls[0] + 1}", file=sys.stderr, flush=True)
-                time.sleep(10 ** 6)
-            out = step_fn(*args)
-            calls[0] += 1
-            if fault["kind"] == "kill_at_step" and calls[0] == fault["step"]:
-                _die(f"after training step {calls[0]}")
+        def counted(iterator, n):
+            n = int(n)
+            if steps[0] < fault["step"] <= steps[0] + n:  # this call would run step N
+                if fault["kind"] == "sleep_at_step":
+                    print(f"fault injection: stuck before training step {steps[0] + 1}", file=sys.stderr, flush=True)
+                    time.sleep(10 ** 6)
+                n = fault["step"] - steps[0]  # kill_at_step: end the call at step N exactly
+            out = step_fn(iterator, n)
+            steps[0] += int(out[2])
+            if fault["kind"] == "kill_at_step" and steps[0] >= fault["step"]:
+                _die(f"after training step {steps[0]}")
             return out
 
         trainer.run_steps = counted

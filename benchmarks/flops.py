@@ -5,7 +5,8 @@ Convention (the one the CRMnet paper's "3.9 TFLOP per 1024-sequence step" and mo
 * a multiply-accumulate is 2 FLOPs; only the matmul/convolution-like work is counted: Conv1D/2D/3D
   (incl. ``groups``), Conv1DTranspose, DepthwiseConv1D, SeparableConv1D, Dense, EinsumDense, the two
   attention products of MultiHeadAttention (its Q/K/V/output projections are EinsumDense layers and
-  are counted as such), LSTM/GRU/SimpleRNN (input and recurrent kernels per time step; Bidirectional
+  are counted as such; CRMnet's TransformerBlock, which computes them from the sublayer's weights, is
+  counted the same way), LSTM/GRU/SimpleRNN (input and recurrent kernels per time step; Bidirectional
   is counted through its two wrapped layers), and LegNet's ``GroupedConv1D`` and ``CPBilinear``
   (x.A, x.B, then through C: the three factors' sizes per position);
 * biases, activations, normalisation, softmax, pooling, SE gating products, the input transform
@@ -144,6 +145,17 @@ def _attention(layer, args, out, kwargs=None) -> int:
     return 2 * heads * tq * tk * (dk + dv)
 
 
+def _attention_from_weights(layer, args, out) -> list[tuple[str, str, int]]:
+    """A layer that computes self-attention on its input from its ``attention`` sublayer's weights without
+    calling it (CRMnet's TransformerBlock, for speed): the four projections and the two products, counted
+    as if the MultiHeadAttention had been called on (x, x)."""
+    x, mha = _first(args), layer.attention
+    rows = _per_example(x.shape) // int(x.shape[-1])
+    parts = [(d.name, "EinsumDense", 2 * rows * _size(d.kernel))
+             for d in (mha.query_dense, mha.key_dense, mha.value_dense, mha.output_dense)]
+    return parts + [(mha.name, "Attention (QK, AV)", _attention(mha, (x, x), None))]
+
+
 def _rnn(layer, args, out) -> int:
     x = _first(args)
     steps = int(x.shape[1]) if not getattr(layer, "time_major", False) else int(x.shape[0])
@@ -177,6 +189,12 @@ def _handlers() -> list[tuple[type, str, Callable]]:
         (L.GRU, "RNN", _rnn),
         (L.SimpleRNN, "RNN", _rnn),
     ]
+    try:  # optional: only when CRMnet is installed alongside
+        from crmnet.layers.transformer_block import TransformerBlock
+
+        handlers.insert(0, (TransformerBlock, "Attention", _attention_from_weights))
+    except ImportError:  # pragma: no cover
+        pass
     try:  # optional: only when LegNet is installed alongside
         from legnet_tf.layers import CPBilinear, GroupedConv1D
 
@@ -192,13 +210,16 @@ _NOT_MATMUL = ("BatchNormalization", "LayerNormalization", "GroupNormalization",
                "RMSNormalization", "Embedding", "PReLU")
 
 
-def layer_flops(layer, args: tuple, out: Any, kwargs: dict | None = None) -> tuple[str, int] | None:
-    """(kind, forward FLOPs per example) of one call of ``layer``, or None if it is not a counted type."""
+def layer_flops(layer, args: tuple, out: Any, kwargs: dict | None = None) -> list[tuple[str, str, int]]:
+    """[(layer name, kind, forward FLOPs per example)] of one call of ``layer`` (empty if not a counted type;
+    several entries for a layer that does its sublayers' work itself)."""
     for cls, kind, fn in _handlers():
         if isinstance(layer, cls):
             flops = fn(layer, args, out, kwargs) if fn is _attention else fn(layer, args, out)
-            return kind, int(flops)
-    return None
+            if isinstance(flops, list):
+                return [(name, k, int(f)) for name, k, f in flops]
+            return [(layer.name, kind, int(flops))]
+    return []
 
 
 def _forward(model, inputs, transform):
@@ -228,8 +249,7 @@ def count_flops(model: keras.Model, inputs: Any, transform: Callable | None = No
         def call(*args, **kwargs):
             out = original(*args, **kwargs)
             if counts:
-                kind, flops = layer_flops(layer, args, out, kwargs)
-                counted.append(LayerCount(layer.name, kind, flops))
+                counted.extend(LayerCount(*entry) for entry in layer_flops(layer, args, out, kwargs))
             elif leaf and layer.weights and type(layer).__name__ not in _NOT_MATMUL and id(layer) not in covered:
                 uncounted.add(type(layer).__name__)
             if leaf:

@@ -77,8 +77,10 @@ def test_tensorboard_runs_and_curves_png(tmp_path):
     def val_fn(ctx):
         return tf.data.Dataset.from_tensor_slices({"seq": seq[:64], "label": label[:64]}).batch(32)
 
+    # one step per call: the per-step scalars land on the steps tensorboard_every names (with more steps per
+    # call they come once per call, at its last step)
     settings = TrainSettings(epochs=2, batch_size=32, steps_per_epoch=3, tensorboard_every=2, log_every_seconds=1000,
-                             schedule={"name": "constant", "lr": 1e-3})
+                             steps_per_execution=1, schedule={"name": "constant", "lr": 1e-3})
     trainer = Trainer(get_model_spec("crmnet"), SMALL, str(tmp_path), settings=settings, val_examples=64)
     trainer.fit(train_fn, val_fn)
     train = _events(tmp_path / "tensorboard" / "train")

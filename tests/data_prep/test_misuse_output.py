@@ -98,7 +98,10 @@ def test_signal_during_build_removes_the_temporary_folder(tmp_path, sig):
     env = {**os.environ, "PYTHONPATH": ROOT}
     cmd = [sys.executable, "-m", "data_prep.build", str(big), "--out", str(out), "--workers", "1",
            "--chunk-bytes", "200000"]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal sends it: a shell's background job (e.g. CI started with `&`) inherits SIGINT ignored,
+    # and Python then leaves it ignored, which is right for such a job but not what this test is about
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not list(tmp_path.glob("out.building-*/*.tfrecord*")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

@@ -18,11 +18,16 @@ DROPOUT = {"dense_dropouts": [0.2]}  # dropout RNG state must survive the kill a
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Phase 1: uninterrupted / killed mid-step / killed inside a checkpoint write.
-    Phase 2: the killed runs resumed, and a copy of the finished run whose newest checkpoint is damaged."""
     tmp = tmp_path_factory.mktemp("interruption")
+    # one flipped byte in the tensor data: caught by the tensor CRC32C on restore
+    return interrupted_runs(tmp, build_dataset, job, run_jobs, {**SMALL, **DROPOUT}, "ckpt-3.data-00000-of-00001")
+
+
+def interrupted_runs(tmp, build_dataset, job, run_jobs, model: dict, newest_checkpoint_file: str) -> dict:
+    """Phase 1: uninterrupted / killed mid-step / killed inside a checkpoint write.
+    Phase 2: the killed runs resumed, and a copy of the finished run with one byte of
+    `checkpoints/<newest_checkpoint_file>` flipped. Shared by the JAX engine's test (its own job helpers)."""
     data = build_dataset(tmp, 400)
-    model = {**SMALL, **DROPOUT}
     first = {
         "full": job(data, tmp, "full", model=model),
         # 10 steps per epoch: step 25 is the middle of epoch 3, after ckpt-2
@@ -39,10 +44,10 @@ def runs(tmp_path_factory):
                      for name, d in killed.items()}
     damaged = tmp / "run_damaged"
     shutil.copytree(first["full"]["run_dir"], damaged)
-    data_file = damaged / "checkpoints" / "ckpt-3.data-00000-of-00001"
-    raw = bytearray(data_file.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF  # one flipped byte: caught by the tensor CRC32C on restore
-    data_file.write_bytes(bytes(raw))
+    target = damaged / "checkpoints" / newest_checkpoint_file
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    target.write_bytes(bytes(raw))
     second = {f"{name}_resumed": {**first[name], "fault": None, "resume": True,
                                   "out": str(tmp / f"{name}_resumed.npz")} for name in ("kill_step", "kill_ckpt")}
     second["damaged_resumed"] = {**first["full"], "run_dir": str(damaged), "resume": True,

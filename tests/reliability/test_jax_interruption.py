@@ -6,14 +6,12 @@ Tolerance: final weights within 1e-6 (max abs) and history within rel 1e-6 of th
 CPU is deterministic, so the measured difference is 0.0 (printed).
 """
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.engine.jax_jobs import SMALL, build_dataset, job, run_jobs
-from tests.helpers import assert_jobs_ok as ok
-from tests.reliability.test_interruption import _same_as_full  # the TF test's comparison, as is
+from tests.reliability.test_interruption import _same_as_full, interrupted_runs  # the TF test's scenario
 
 SIGKILL_RC = -9
 DROPOUT = {**SMALL, "dense_dropouts": [0.2]}  # dropout seed states must survive the kill as well
@@ -21,37 +19,9 @@ DROPOUT = {**SMALL, "dense_dropouts": [0.2]}  # dropout seed states must survive
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Phase 1: uninterrupted / killed mid-step / killed inside a checkpoint write.
-    Phase 2: the killed runs resumed, and a copy of the finished run whose newest checkpoint is damaged."""
     tmp = tmp_path_factory.mktemp("jax_interruption")
-    data = build_dataset(tmp, 400)
-    first = {
-        "full": job(data, tmp, "full", model=DROPOUT),
-        # 10 steps per epoch: step 25 is the middle of epoch 3, after ckpt-2
-        "kill_step": job(data, tmp, "kill_step", model=DROPOUT, fault={"kind": "kill_at_step", "step": 25}),
-        # dies inside epoch 2's save after cutting its archive in half and leaving a temp file
-        "kill_ckpt": job(data, tmp, "kill_ckpt", model=DROPOUT,
-                         fault={"kind": "kill_in_checkpoint", "epoch": 2, "partial": True}),
-    }
-    phase1 = run_jobs(tmp, first)
-    ok(phase1, "full")
-    killed = {name: Path(first[name]["run_dir"]) for name in ("kill_step", "kill_ckpt")}
-    after_kill = {name: sorted(str(p.relative_to(d)) for p in d.rglob("*")) for name, d in killed.items()}
-    epochs_logged = {name: [r["epoch"] for r in json.loads((d / "history.json").read_text())]
-                     for name, d in killed.items()}
-    damaged = tmp / "run_damaged"
-    shutil.copytree(first["full"]["run_dir"], damaged)
-    archive = damaged / "checkpoints" / "ckpt-3.npz"
-    raw = bytearray(archive.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF  # one flipped byte: caught by the SHA-256 recorded at the commit
-    archive.write_bytes(bytes(raw))
-    second = {f"{name}_resumed": {**first[name], "fault": None, "resume": True,
-                                  "out": str(tmp / f"{name}_resumed.npz")} for name in ("kill_step", "kill_ckpt")}
-    second["damaged_resumed"] = {**first["full"], "run_dir": str(damaged), "resume": True,
-                                 "out": str(tmp / "damaged_resumed.npz")}
-    phase2 = run_jobs(tmp, second)
-    return {"jobs": {**first, **second}, "results": {**phase1, **phase2}, "after_kill": after_kill,
-            "epochs_logged": epochs_logged}
+    # one flipped byte in the newest archive: caught by the SHA-256 recorded at the commit
+    return interrupted_runs(tmp, build_dataset, job, run_jobs, DROPOUT, "ckpt-3.npz")
 
 
 def test_kill_during_a_step_resumes_from_last_checkpoint(runs):

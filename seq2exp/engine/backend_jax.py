@@ -135,9 +135,10 @@ class JaxBackend:
                                                   self.strategy.replicated)
         batches = Prefetcher(({**batch, "_mask": mask} for batch, mask in padded_batches(source, rows)),
                              self.strategy.put)
-        for batch in batches:
-            mask = batch.pop("_mask")
-            yield np.asarray(step(trainable, non_trainable, batch, mask))
+        with batches:  # a caller that stops early closes this generator, which closes the prefetcher
+            for batch in batches:
+                mask = batch.pop("_mask")
+                yield np.asarray(step(trainable, non_trainable, batch, mask))
 
     def summary_writer(self, logdir: str) -> EventFileWriter:
         return EventFileWriter(logdir)

@@ -18,8 +18,10 @@ the same call do nothing. Imports nothing from TensorFlow.
 """
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -46,7 +48,13 @@ def _offer(q: queue.Queue, stop: threading.Event, item) -> bool:
 
 
 class Prefetcher:
-    """`next()` gives `put(batch)` of the next batches of `source`, read and placed ahead in a thread."""
+    """`next()` gives `put(batch)` of the next batches of `source`, read and placed ahead in a thread.
+
+    `close()` stops the thread, waits for it and drops the placed batches it left, in the caller's thread.
+    That order matters at exit: a device array freed by a thread while the interpreter finalises aborts the
+    process (jaxlib's array destructor gives up the GIL and cannot take it back), so `close()` runs for every
+    prefetcher still open when the interpreter exits (atexit), and the trainer closes its own when done.
+    """
 
     def __init__(self, source: Iterable[dict], put, size: int = 2):
         self._queue: queue.Queue = queue.Queue(maxsize=size)
@@ -56,7 +64,7 @@ class Prefetcher:
         def produce():  # holds no reference to self: a dropped Prefetcher is collected and stops this thread
             try:
                 for batch in it:
-                    if not _offer(q, stop, (put(_numeric(batch)), None)):
+                    if not _offer(q, stop, (put(_numeric(batch)), None)) or stop.is_set():
                         return
                 item = (None, StopIteration())
             except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
@@ -64,6 +72,8 @@ class Prefetcher:
             _offer(q, stop, item)
 
         self._thread = threading.Thread(target=produce, name="seq2exp-prefetch", daemon=True)
+        _producers.add(self._thread)
+        _open.add(self)
         self._thread.start()
 
     def __iter__(self) -> Iterator[dict]:
@@ -76,11 +86,43 @@ class Prefetcher:
             raise err
         return batch
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._drain()  # unblocks a producer waiting to put: it returns at once
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)  # or after the batch in hand, if it was reading one
+        self._drain()
+
+    def _drain(self) -> None:
+        """Drop the placed batches waiting in the queue, in this (the closing) thread."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):  # no join here: collection may run in any thread; exit or the next close() waits
         self._stop.set()
 
-    def __del__(self):
-        self._stop.set()
+
+#: prefetchers not collected yet, and producer threads still running (a collected prefetcher's thread
+#: stops by itself, freeing its batches as it ends: at exit that must happen before finalisation)
+_open: weakref.WeakSet = weakref.WeakSet()
+_producers: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_prefetchers() -> None:
+    for prefetcher in list(_open):
+        prefetcher.close()
+    for thread in list(_producers):
+        thread.join(30.0)
 
 
 class JaxTrainStep:

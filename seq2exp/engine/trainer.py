@@ -21,6 +21,7 @@ Under JAX the model's variables are brought up to date at the end of each epoch 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -112,12 +113,13 @@ class Trainer:
         """Exact metrics over a whole split: `data` is `fn(input_context)`, or batches (a tf.data dataset; under
         JAX an iterable of numpy batch dicts)."""
         collector = PredictionCollector()
-        for rows in self.backend.eval_rows(self.spec, self.model, data, self.global_batch):
-            self._beat("evaluating")
-            keep = rows[:, 2] > 0
-            if not keep.any():  # every replica on every worker is padding: all agree to stop
-                break
-            collector.update(rows[:, 0], rows[:, 1], keep)
+        with contextlib.closing(self.backend.eval_rows(self.spec, self.model, data, self.global_batch)) as rows_of:
+            for rows in rows_of:
+                self._beat("evaluating")
+                keep = rows[:, 2] > 0
+                if not keep.any():  # every replica on every worker is padding: all agree to stop
+                    break
+                collector.update(rows[:, 0], rows[:, 1], keep)
         if collector.n == 0:
             return {**{k: float("nan") for k in _METRICS}, "n": 0}
         return collector.result()
@@ -203,6 +205,8 @@ class Trainer:
                     if done > bad:
                         self._board.steps(self._iterations(), total / (done - bad), self._lr)
         finally:
+            if hasattr(iterator, "close"):  # the JAX prefetcher: its thread stops and its batches are freed now
+                iterator.close()
             if self.chief:
                 self._progress.end_epoch()
         seconds = time.time() - t0

@@ -178,7 +178,7 @@ def test_build_train_evaluate_predict_under_jax_without_tensorflow(tmp_path):
     write_tsv(simulate(1200, seed=3), tmp_path / "train.tsv")
     write_tsv(simulate(150, seed=4), tmp_path / "test.tsv")
     data, run = tmp_path / "data", tmp_path / "run"
-    check(run_without_tf(f"""
+    out = check(run_without_tf(f"""
         import runpy, sys
         for argv in ({["seq2exp.build", str(tmp_path / "train.tsv"), "--out", str(data), "--layout", "crmnet"]!r},
                      {["seq2exp.train", "--model", "crmnet", "--preset", "tiny", "--data", str(data), "--test",
@@ -190,7 +190,10 @@ def test_build_train_evaluate_predict_under_jax_without_tensorflow(tmp_path):
             except SystemExit as done:
                 if done.code not in (0, None):
                     raise
+        import threading  # the trainer closed every epoch's and every evaluation's prefetcher itself
+        print("PREFETCH THREADS", [t.name for t in threading.enumerate() if t.name == "seq2exp-prefetch"])
     """))
+    assert "PREFETCH THREADS []" in out, out
     history = json.loads((run / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2] and all(np.isfinite(r["loss"]) for r in history)
     metrics = json.loads((run / "metrics.json").read_text())
@@ -209,3 +212,42 @@ def test_build_train_evaluate_predict_under_jax_without_tensorflow(tmp_path):
     assert len(rows) == 151 and all(r.split("\t")[3] for r in rows[1:])
     # the test metrics the run wrote come from the same model the commands loaded
     assert evaluated["pearson"] == pytest.approx(metrics["test"]["test.crmnet"]["model"]["pearson"], abs=1e-4)
+
+
+def test_prefetch_threads_end_before_the_interpreter_finalises():
+    """A device array freed by a thread while the interpreter finalises aborts the process (CI saw
+    "FATAL: exception not rethrown" after a finished run), so every prefetch thread must have ended, and
+    freed its batches, before finalisation: closed ones at once, open and abandoned ones at exit."""
+    out = check(run_without_tf("""
+        import atexit, itertools, threading
+        import numpy as np
+
+        def producers():
+            return sorted(t.name for t in threading.enumerate() if t.name == "seq2exp-prefetch" and t.is_alive())
+
+        # registered before the engine's own exit hook, so it runs after it
+        atexit.register(lambda: print("AT EXIT", producers(), flush=True))
+        import jax
+        from seq2exp.engine.step_jax import Prefetcher
+
+        def endless():
+            return ({"x": np.full(8, i, np.float32), "id": np.array(["a"] * 8)} for i in itertools.count())
+
+        closed = Prefetcher(endless(), jax.device_put)
+        assert float(next(closed)["x"][0]) == 0.0 and "id" not in next(closed)  # in order; text stays on the host
+        closed.close()
+        print("AFTER CLOSE", producers(), closed._queue.qsize(), flush=True)
+        with Prefetcher(endless(), jax.device_put) as scoped:
+            next(scoped)
+        print("AFTER WITH", producers(), flush=True)
+        kept = Prefetcher(endless(), jax.device_put)  # still referenced at exit
+        next(kept)
+        dropped = Prefetcher(endless(), jax.device_put)  # collected without close(): its thread stops itself
+        next(dropped)
+        del dropped
+        print("OPEN", len(producers()), flush=True)
+    """))
+    assert "AFTER CLOSE [] 0" in out and "AFTER WITH []" in out, out
+    assert "OPEN 1" in out or "OPEN 2" in out, out  # the dropped one's thread may already have stopped
+    assert "AT EXIT []" in out, out
+

@@ -153,3 +153,26 @@ def assert_jobs_ok(results: dict, *names: str) -> None:
     for name in names:
         r = results[name]
         assert r["rc"] == 0, f"job {name} failed (rc {r['rc']}):\n{r['log'][-4000:]}"
+
+
+def assert_run_folder(run: Path, rows: list[dict], steps: int, final_weights: list) -> dict:
+    """What both engines leave after a finished single-replica run (tests/engine/test_trainer.py and
+    test_jax_trainer.py): finite history rows, a falling loss, `steps` optimizer steps, history.csv,
+    metrics.json's common keys, and a model.keras that loads in safe mode, holds the trainer's final weights
+    exactly and predicts. Returns metrics.json for the engine-specific checks."""
+    for r in rows:
+        for key in ("loss", "val_pearson", "val_spearman", "val_r2", "val_mse", "val_mae", "lr", "seq_per_s"):
+            assert np.isfinite(r[key]), (key, r)
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert rows[-1]["step"] == steps
+    csv_lines = (run / "history.csv").read_text().strip().splitlines()
+    assert csv_lines[0].startswith("epoch,step,lr,loss,") and len(csv_lines) == len(rows) + 1
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["replicas"] == 1 and metrics["global_batch_size"] == metrics["per_replica_batch_size"]
+    assert metrics["val"]["r2"] == max(r["val_r2"] for r in rows)
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    got = [np.asarray(w) for w in model.get_weights()]  # the restored best weights = the trainer's final ones
+    assert len(got) == len(final_weights) and all(np.array_equal(a, b) for a, b in zip(got, final_weights))
+    pred = model.predict(np.zeros((2, 112), np.uint8), verbose=0)
+    assert pred.shape == (2, 1) and np.all(np.isfinite(pred))
+    return metrics

@@ -76,33 +76,45 @@ def _same_as_full(runs, name):
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 3
 
 
-def test_kill_during_a_step_resumes_from_last_checkpoint(runs):
+def check_kill_during_a_step(runs: dict, second_checkpoint: str) -> None:
+    """Killed mid-epoch 3: no model.keras, `second_checkpoint` committed; --resume from it runs epoch 3 only
+    and ends as the uninterrupted run. Shared with the JAX engine's test."""
     r = runs["results"]
     assert r["kill_step"]["rc"] == SIGKILL_RC, r["kill_step"]["log"][-3000:]
     assert "model.keras" not in runs["after_kill"]["kill_step"]
-    assert "checkpoints/ckpt-2.index" in runs["after_kill"]["kill_step"]
+    assert f"checkpoints/{second_checkpoint}" in runs["after_kill"]["kill_step"]
     assert runs["epochs_logged"]["kill_step"] == [1, 2]
     assert "resumed from" in r["kill_step_resumed"]["log"] and "ckpt-2" in r["kill_step_resumed"]["log"]
     assert "epochs 3..3" in r["kill_step_resumed"]["log"]
     _same_as_full(runs, "kill_step_resumed")
 
 
-def test_kill_inside_checkpoint_write_never_uses_the_partial_checkpoint(runs):
-    import tensorflow as tf
-
+def check_kill_inside_a_checkpoint_write(runs: dict, left_by_the_kill: set) -> Path:
+    """Killed inside epoch 2's save, which leaves `left_by_the_kill` (half-written ckpt-2 files, a temp) beside
+    ckpt-1 but no commit: --resume uses ckpt-1 without trying the partial files and ends as the uninterrupted
+    run. Returns the checkpoint folder for the format's own checks. Shared with the JAX engine's test."""
     r = runs["results"]
     assert r["kill_ckpt"]["rc"] == SIGKILL_RC, r["kill_ckpt"]["log"][-3000:]
     assert "inside the checkpoint save" in r["kill_ckpt"]["log"]
-    # what the kill left: ckpt-2 files cut in half (unreadable) plus a temp folder, but no commit
     left = set(runs["after_kill"]["kill_ckpt"])
-    assert {f"checkpoints/{n}" for n in ("ckpt-2.index", "ckpt-2.data-00000-of-00001", "ckpt-2_temp", "ckpt-1.index")} \
-        <= left, sorted(left)
+    assert {f"checkpoints/{n}" for n in left_by_the_kill} <= left, sorted(left)
     assert runs["epochs_logged"]["kill_ckpt"] == [1, 2]  # history is written before the commit; cut back on resume
     log = r["kill_ckpt_resumed"]["log"]
     assert "ckpt-1" in log and "epochs 2..3" in log, log[-3000:]
     assert "unreadable" not in log  # the uncommitted files were not even tried
     _same_as_full(runs, "kill_ckpt_resumed")
-    ckpts = Path(runs["jobs"]["kill_ckpt"]["run_dir"]) / "checkpoints"
+    return Path(runs["jobs"]["kill_ckpt"]["run_dir"]) / "checkpoints"
+
+
+def test_kill_during_a_step_resumes_from_last_checkpoint(runs):
+    check_kill_during_a_step(runs, "ckpt-2.index")
+
+
+def test_kill_inside_checkpoint_write_never_uses_the_partial_checkpoint(runs):
+    import tensorflow as tf
+
+    ckpts = check_kill_inside_a_checkpoint_write(
+        runs, {"ckpt-2.index", "ckpt-2.data-00000-of-00001", "ckpt-2_temp", "ckpt-1.index"})
     assert not list(ckpts.glob("*_temp")) and not list(ckpts.glob("*tempstate*"))
     state = tf.train.get_checkpoint_state(str(ckpts))
     assert state.model_checkpoint_path.endswith("ckpt-3")

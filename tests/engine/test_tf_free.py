@@ -250,4 +250,3 @@ def test_prefetch_threads_end_before_the_interpreter_finalises():
     assert "AFTER CLOSE [] 0" in out and "AFTER WITH []" in out, out
     assert "OPEN 1" in out or "OPEN 2" in out, out  # the dropped one's thread may already have stopped
     assert "AT EXIT []" in out, out
-

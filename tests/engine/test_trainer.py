@@ -17,6 +17,7 @@ from data_prep.build import build, parser
 from data_prep.simulate import simulate, write_tsv
 from tests.helpers import COLLECTIVE_TIMEOUT_S, assert_run_folder, free_ports, run_jobs
 from tests.helpers import assert_jobs_ok as _ok  # noqa: F401  (also used by tests/dream_peers)
+from tests.reliability.jobs import history, max_diff, weights
 
 WORKER = Path(__file__).with_name("train_worker.py")
 # Same wiring as CRMnet (encoder, transformer, decoder, SE head) at ~6k parameters: traces fast.
@@ -51,21 +52,6 @@ def _job(data_dir, tmp, name, **overrides):
     return job
 
 
-def _weights(path):
-    with np.load(path) as f:
-        return [f[k] for k in f.files]
-
-
-def _max_diff(a, b):
-    assert len(a) == len(b)
-    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
-
-
-def _history(job):
-    with open(job["out"] + ".json") as fh:
-        return json.load(fh)
-
-
 @pytest.fixture(scope="module")
 def default_runs(data_dir, tmp_path_factory):
     """Seeded 4-epoch runs (shuffled, dropout on): uninterrupted, killed after epoch 2, 3 steps per call."""
@@ -87,10 +73,10 @@ def test_default_strategy_run_writes_everything(default_runs):
     _, jobs, results = default_runs
     _ok(results, "full")
     run = Path(jobs["full"]["run_dir"])
-    rows = _history(jobs["full"])["history"]
+    rows = history(jobs["full"])["history"]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     # one pass over the train split per epoch; model.keras = the trainer's final (restored best) weights
-    metrics = assert_run_folder(run, rows, 4 * (326 // 32), _weights(jobs["full"]["out"]))
+    metrics = assert_run_folder(run, rows, 4 * (326 // 32), weights(jobs["full"]["out"]))
     assert metrics["best_epoch"] in (1, 2, 3, 4) and metrics["global_batch_size"] == 32
     assert metrics["strategy"]["name"] == "DefaultStrategy" and metrics["precision"] == "float32"
     assert metrics["val"]["n"] == 74
@@ -110,8 +96,8 @@ def test_resume_after_kill_matches_uninterrupted_run(default_runs):
     res = _run_jobs(tmp, {"resumed": resume})
     _ok(res, "resumed")
     assert "resumed from" in res["resumed"]["log"] and "epochs 3..4" in res["resumed"]["log"]
-    assert _max_diff(_weights(resume["out"]), _weights(jobs["full"]["out"])) < 1e-6
-    full, resumed = _history(jobs["full"]), _history(resume)
+    assert max_diff(weights(resume["out"]), weights(jobs["full"]["out"])) < 1e-6
+    full, resumed = history(jobs["full"]), history(resume)
     assert [r["epoch"] for r in resumed["history"]] == [1, 2, 3, 4]
     for a, b in zip(full["history"], resumed["history"]):
         for key in ("step", "lr", "loss", "val_r2", "val_pearson"):
@@ -122,8 +108,8 @@ def test_resume_after_kill_matches_uninterrupted_run(default_runs):
 def test_steps_per_execution_matches_single_steps(default_runs):
     _, jobs, results = default_runs
     _ok(results, "full", "spe3")
-    assert _max_diff(_weights(jobs["spe3"]["out"]), _weights(jobs["full"]["out"])) < 1e-6
-    a, b = _history(jobs["full"])["history"], _history(jobs["spe3"])["history"]
+    assert max_diff(weights(jobs["spe3"]["out"]), weights(jobs["full"]["out"])) < 1e-6
+    a, b = history(jobs["full"])["history"], history(jobs["spe3"])["history"]
     assert [r["step"] for r in a] == [r["step"] for r in b]
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-6)
 
@@ -143,13 +129,13 @@ def test_mirrored_and_multiworker_match_default_strategy(data_dir, tmp_path):
                                   tf_config={"cluster": cluster, "task": {"type": "worker", "index": i}})
     results = _run_jobs(tmp_path, jobs)
     _ok(results, *jobs)
-    ref = _weights(jobs["default"]["out"])
-    assert _max_diff(ref, _weights(tmp_path / "init.npz")) > 1e-2  # training moved the weights
-    ref_val = _history(jobs["default"])["summary"]["val"]
+    ref = weights(jobs["default"]["out"])
+    assert max_diff(ref, weights(tmp_path / "init.npz")) > 1e-2  # training moved the weights
+    ref_val = history(jobs["default"])["summary"]["val"]
     assert ref_val["n"] == 74  # every validation record once, the short last batch included
     for name in ("mirrored", "worker0", "worker1"):
-        assert _max_diff(_weights(jobs[name]["out"]), ref) < 1e-4, name
-        val = _history(jobs[name])["summary"]["val"]
+        assert max_diff(weights(jobs[name]["out"]), ref) < 1e-4, name
+        val = history(jobs[name])["summary"]["val"]
         assert val == pytest.approx(ref_val, rel=1e-4, abs=1e-5), name
     mirrored = json.loads((Path(jobs["mirrored"]["run_dir"]) / "metrics.json").read_text())
     assert mirrored["replicas"] == 2 and mirrored["global_batch_size"] == 32

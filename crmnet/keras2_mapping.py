@@ -24,6 +24,7 @@ import numpy as np
 
 from crmnet.keras2_checkpoint import Keras2Checkpoint, Keras2Layer
 from crmnet.layers import DecoderBlock, EncoderBlock, SqueezeExcite, TransformerBlock
+from data_prep.errors import Seq2ExpError
 
 _MAX_LISTED = 40
 _SE_ROLES = {"excitation_a": "reduce", "excitation_b": "expand"}
@@ -62,7 +63,7 @@ class MappingReport(list):
         return int(sum(int(np.prod(entry.shape)) for entry in self))
 
 
-class CheckpointMappingError(ValueError):
+class CheckpointMappingError(Seq2ExpError, ValueError):
     """The checkpoint does not fit the model; the message names every offending key.
 
     Attributes:

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 
 from data_prep.alphabet import first_invalid
+from data_prep.errors import Seq2ExpError
 from data_prep.parse import TableSpec
 
 _SEQ_EXACT = ("sequence", "seq", "sequences", "seqs", "oligo", "oligo sequence", "oligo seq", "insert",
@@ -49,7 +50,7 @@ _INDEX_NAMES = {"", "unnamed 0", "index", "row", "rownames"}
 SAMPLE_LINES = 50
 
 
-class ColumnError(ValueError):
+class ColumnError(Seq2ExpError, ValueError):
     """The columns cannot be resolved safely; the message lists the columns and the flag to pass."""
 
 

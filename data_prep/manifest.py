@@ -7,6 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from data_prep.errors import Seq2ExpError
 from data_prep.schema import RecordSchema
 from data_prep.tfrecord import COMPRESSIONS
 
@@ -14,7 +15,7 @@ MANIFEST = "manifest.json"
 FORMAT = "seq2exp-tfrecord"
 
 
-class ManifestError(ValueError):
+class ManifestError(Seq2ExpError, ValueError):
     """The dataset folder is missing, inconsistent or not what the caller expects; names the file."""
 
 

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from data_prep.columns import SAMPLE_LINES, ColumnError, Resolved, resolve
+from data_prep.errors import Seq2ExpError
 from data_prep.parse import TableSpec
 
 _FASTA_EXT = (".fa", ".fasta", ".fna", ".fas")
 
 
-class InputError(ValueError):
+class InputError(Seq2ExpError, ValueError):
     """A problem with an input file as a whole (not one record), with a reason code."""
 
     def __init__(self, message: str, reason: str = "unreadable_input"):

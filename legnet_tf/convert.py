@@ -27,6 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from data_prep.errors import Seq2ExpError
 from legnet_tf.layers import cp_rank
 from legnet_tf.model import LegNetConfig, as_config, build_legnet
 
@@ -35,7 +36,7 @@ _BN = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
 _MAX_LISTED = 30
 
 
-class StateDictMismatchError(ValueError):
+class StateDictMismatchError(Seq2ExpError, ValueError):
     """The state_dict does not fit the model; the message names every offending key."""
 
     def __init__(self, message, missing=(), unexpected=(), mismatched=()):

@@ -11,6 +11,8 @@ import difflib
 import os
 import zipfile
 
+from data_prep.errors import Seq2ExpError
+
 #: numeric settings and their smallest valid value (None is allowed where the field is Optional)
 MINIMUM = {"epochs": 1, "batch_size": 1, "steps_per_epoch": 1, "steps_per_execution": 1, "patience": 0,
            "keep_checkpoints": 1, "pretrain_epochs": 1, "shuffle_buffer": 0, "demo_size": 10,
@@ -18,7 +20,7 @@ MINIMUM = {"epochs": 1, "batch_size": 1, "steps_per_epoch": 1, "steps_per_execut
 LIST_FIELDS = ("data", "test", "pretrain_data")
 
 
-class UsageError(ValueError):
+class UsageError(Seq2ExpError, ValueError):
     """A value the user gave cannot work; the message names the flag or file key and what would."""
 
 

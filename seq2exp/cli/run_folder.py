@@ -20,6 +20,7 @@ import shutil
 import socket
 import time
 
+from data_prep.errors import Seq2ExpError
 from seq2exp.cli.checks import UsageError
 
 LOCK = ".seq2exp.lock"
@@ -41,7 +42,7 @@ class RunFolderError(UsageError):
     """The run folder cannot be used as asked; says why and which flag would do what the user meant."""
 
 
-class DataChangedError(RuntimeError):
+class DataChangedError(Seq2ExpError, RuntimeError):
     """A dataset a training pinned changed under it."""
 
 

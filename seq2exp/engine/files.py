@@ -20,6 +20,8 @@ from types import SimpleNamespace
 
 import keras
 
+from data_prep.errors import Seq2ExpError
+
 
 def _local_rename(src: str, dst: str, overwrite: bool = False) -> None:
     if not overwrite and os.path.exists(dst):
@@ -51,7 +53,7 @@ def io_errors() -> tuple:
     return (OSError,)
 
 
-class CheckpointWriteError(OSError):
+class CheckpointWriteError(Seq2ExpError, OSError):
     """A checkpoint/export could not be written (disk full, read-only); nothing partial is kept."""
 
 

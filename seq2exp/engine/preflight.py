@@ -21,11 +21,12 @@ import time
 
 import numpy as np
 
+from data_prep.errors import Seq2ExpError
 from data_prep.manifest import Manifest, ManifestError
 from seq2exp.engine.settings import VERIFY_MODES
 
 
-class PreflightError(ValueError):
+class PreflightError(Seq2ExpError, ValueError):
     """Training cannot start: names the file or folder and the fix."""
 
 

@@ -12,6 +12,7 @@ import time
 
 import keras
 
+from data_prep.errors import Seq2ExpError
 from seq2exp.engine.settings import PRECISIONS
 
 #: longest wait inside one collective (a peer that is alive but stuck) before DeadlineExceeded; a dead
@@ -19,7 +20,7 @@ from seq2exp.engine.settings import PRECISIONS
 DEFAULT_COLLECTIVE_TIMEOUT_S = 600.0
 
 
-class StrategyError(RuntimeError):
+class StrategyError(Seq2ExpError, RuntimeError):
     """The requested strategy cannot be created here (no TPU, bad TF_CONFIG, ...)."""
 
 
@@ -32,7 +33,7 @@ def set_precision(policy: str = "float32") -> str:
     return name
 
 
-class WorkerLostError(RuntimeError):
+class WorkerLostError(Seq2ExpError, RuntimeError):
     """Multi-worker training lost a peer (dead, stalled past the collective timeout, unreachable)."""
 
 

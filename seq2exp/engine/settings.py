@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 
+from data_prep.errors import Seq2ExpError
+
 #: Keras dtype policies a run can use (the model's output layers stay float32)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: what a NaN/inf training loss does: "stop" raises NonFiniteLossError; "skip" drops that update
@@ -18,7 +20,7 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 VERIFY_MODES = ("sha256", "size")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(Seq2ExpError, RuntimeError):
     """Training produced a NaN/inf loss (or weights) under nan_policy="stop"."""
 
 

@@ -1,5 +1,9 @@
 """Learning-rate schedules used by the papers we reproduce, as serialisable Keras 3 objects.
 
+CRMnet's warm-up + cosine is Keras' own `CosineDecay` (its `warmup_target` / `warmup_steps` / `alpha` give
+exactly the paper's schedule: tests/engine/test_schedules.py checks it against the formula). The one-cycle
+and inverse-square-root schedules have no Keras counterpart, so they are written here.
+
 All schedules compute with ``keras.ops`` on the optimizer's integer ``iterations``
 (possibly a symbolic tensor inside a ``tf.function``), so they work unchanged inside a
 distributed custom training loop and survive a ``.keras`` save/load with
@@ -12,7 +16,7 @@ import math
 import keras
 from keras import ops
 
-__all__ = ["WarmupCosine", "OneCycleCosine", "InverseSqrtWarmup", "warmup_cosine"]
+__all__ = ["OneCycleCosine", "InverseSqrtWarmup", "warmup_cosine"]
 
 
 def _step_as_float(step):
@@ -25,48 +29,6 @@ def _cos_anneal(start, end, pct):
     return end + (start - end) * 0.5 * (1.0 + ops.cos(math.pi * pct))
 
 
-@keras.saving.register_keras_serializable(package="seq2exp")
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then cosine decay, then constant (CRMnet's schedule).
-
-    Linear from ``initial_lr`` to ``peak_lr`` over ``warmup_steps``; cosine from
-    ``peak_lr`` to ``final_lr`` over the next ``decay_steps``; ``final_lr`` afterwards,
-    so training past the planned length never raises the rate again.
-    """
-
-    def __init__(self, initial_lr, peak_lr, final_lr, warmup_steps, decay_steps):
-        if warmup_steps < 0 or decay_steps < 0:
-            raise ValueError(
-                f"warmup_steps and decay_steps must be >= 0, got {warmup_steps}, {decay_steps}"
-            )
-        self.initial_lr = float(initial_lr)
-        self.peak_lr = float(peak_lr)
-        self.final_lr = float(final_lr)
-        self.warmup_steps = int(warmup_steps)
-        self.decay_steps = int(decay_steps)
-
-    def __call__(self, step):
-        step = _step_as_float(step)
-        # max(.., 1) keeps zero-length phases finite; the other branch is then selected.
-        warm = float(max(self.warmup_steps, 1))
-        decay = float(max(self.decay_steps, 1))
-        warm_lr = self.initial_lr + (self.peak_lr - self.initial_lr) * (step / warm)
-        pct = ops.clip((step - self.warmup_steps) / decay, 0.0, 1.0)
-        if self.decay_steps == 0:
-            pct = ops.ones_like(pct)
-        decay_lr = _cos_anneal(self.peak_lr, self.final_lr, pct)
-        return ops.where(step < self.warmup_steps, warm_lr, decay_lr)
-
-    def get_config(self):
-        return {
-            "initial_lr": self.initial_lr,
-            "peak_lr": self.peak_lr,
-            "final_lr": self.final_lr,
-            "warmup_steps": self.warmup_steps,
-            "decay_steps": self.decay_steps,
-        }
-
-
 def warmup_cosine(
     steps_per_epoch,
     total_epochs,
@@ -77,8 +39,9 @@ def warmup_cosine(
     peak_lr=1e-3,
     final_lr=1e-4,
 ):
-    """`WarmupCosine` in epochs; the defaults are the CRMnet paper's: 1e-4*R -> 1e-3*R over 10 epochs,
-    cosine down to 1e-4*R (CRMnet's ModelSpec names them all).
+    """Linear warm-up, cosine decay, then constant, in epochs (Keras' `CosineDecay`); the defaults are the CRMnet
+    paper's: 1e-4*R -> 1e-3*R over 10 epochs, cosine down to 1e-4*R (CRMnet's ModelSpec names them all).
+    Past the planned length the rate stays at `final_lr`, so an extra step never raises it again.
 
     R (``replicas``) scales all three rates, as the paper's linear-scaling rule does for
     the larger global batch; pass ``scale_with_replicas=False`` to keep them fixed. The
@@ -89,14 +52,12 @@ def warmup_cosine(
         raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
     scale = float(replicas) if scale_with_replicas else 1.0
     warmup_steps = int(warmup_epochs * steps_per_epoch)
-    decay_steps = max(int(total_epochs * steps_per_epoch) - warmup_steps, 0)
-    return WarmupCosine(
-        initial_lr=base_lr * scale,
-        peak_lr=peak_lr * scale,
-        final_lr=final_lr * scale,
-        warmup_steps=warmup_steps,
-        decay_steps=decay_steps,
-    )
+    # CosineDecay needs at least one decay step; a run no longer than its warm-up never reaches it
+    decay_steps = max(int(total_epochs * steps_per_epoch) - warmup_steps, 1)
+    peak = peak_lr * scale
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=base_lr * scale, decay_steps=decay_steps, alpha=final_lr / peak_lr if peak_lr else 0.0,
+        warmup_target=peak, warmup_steps=warmup_steps, name="warmup_cosine")
 
 
 @keras.saving.register_keras_serializable(package="seq2exp")

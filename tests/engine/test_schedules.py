@@ -8,7 +8,6 @@ import pytest
 from seq2exp.engine.schedules import (
     InverseSqrtWarmup,
     OneCycleCosine,
-    WarmupCosine,
     warmup_cosine,
 )
 
@@ -38,8 +37,16 @@ def _np_one_cycle(step, max_lr, total, pct=0.3, div=25.0, final_div=1e4):
     return cos(max_lr, low, (step - up_end) / (last - up_end))
 
 
-def test_warmup_cosine_matches_formula():
-    s = WarmupCosine(1e-4, 1e-3, 2e-5, warmup_steps=100, decay_steps=400)
+def _warmup_cosine_steps(base, peak, final, warm, decay):
+    """`warmup_cosine` with one step per epoch, so its epochs are steps."""
+    return warmup_cosine(1, warm + decay, scale_with_replicas=False, warmup_epochs=warm, base_lr=base, peak_lr=peak,
+                         final_lr=final)
+
+
+def test_warmup_cosine_is_keras_cosine_decay_and_matches_the_formula():
+    """The hand-written WarmupCosine it replaced computed exactly `_np_warmup_cosine`."""
+    s = _warmup_cosine_steps(1e-4, 1e-3, 2e-5, warm=100, decay=400)
+    assert type(s) is keras.optimizers.schedules.CosineDecay
     steps = [0, 1, 50, 99, 100, 101, 300, 499, 500, 501, 10_000]
     want = [_np_warmup_cosine(t, 1e-4, 1e-3, 2e-5, 100, 400) for t in steps]
     np.testing.assert_allclose(_values(s, steps), want, rtol=1e-5)
@@ -47,22 +54,20 @@ def test_warmup_cosine_matches_formula():
 
 
 def test_warmup_cosine_monotone_parts():
-    s = WarmupCosine(1e-4, 1e-3, 1e-4, warmup_steps=50, decay_steps=200)
+    s = _warmup_cosine_steps(1e-4, 1e-3, 1e-4, warm=50, decay=200)
     v = _values(s, range(0, 300))
     assert np.all(np.diff(v[:51]) > 0)
     assert np.all(np.diff(v[50:251]) <= 1e-12)
     np.testing.assert_allclose(v[250:], 1e-4, rtol=1e-5)
 
 
-def test_warmup_cosine_zero_length_phases():
-    s = WarmupCosine(1e-4, 1e-3, 1e-5, warmup_steps=0, decay_steps=0)
-    np.testing.assert_allclose(_values(s, [0, 5]), [1e-5, 1e-5], rtol=1e-5)
-    s = WarmupCosine(1e-4, 1e-3, 1e-5, warmup_steps=0, decay_steps=10)
-    np.testing.assert_allclose(_values(s, [0]), [1e-3], rtol=1e-5)
+def test_warmup_cosine_without_warmup_starts_at_the_peak():
+    s = _warmup_cosine_steps(1e-4, 1e-3, 1e-5, warm=0, decay=10)
+    np.testing.assert_allclose(_values(s, [0, 10, 11]), [1e-3, 1e-5, 1e-5], rtol=1e-5)
 
 
 def test_warmup_cosine_accepts_int_tensor_step():
-    s = WarmupCosine(1e-4, 1e-3, 1e-4, 10, 10)
+    s = _warmup_cosine_steps(1e-4, 1e-3, 1e-4, 10, 10)
     step = keras.ops.convert_to_tensor(np.int64(5))
     assert math.isclose(float(s(step)), 5.5e-4, rel_tol=1e-5)
 
@@ -72,9 +77,10 @@ def test_crmnet_schedule_paper_values():
     assert s.warmup_steps == 200 and s.decay_steps == 800
     np.testing.assert_allclose(_values(s, [0, 200, 1000, 5000]), [8e-4, 8e-3, 8e-4, 8e-4], rtol=1e-5)
     unscaled = warmup_cosine(20, 50, replicas=8, scale_with_replicas=False)
-    assert unscaled.peak_lr == pytest.approx(1e-3)
+    assert unscaled.warmup_target == pytest.approx(1e-3)
+    # a run no longer than its warm-up ends while still warming up
     short = warmup_cosine(20, 5, warmup_epochs=10)
-    assert short.decay_steps == 0
+    np.testing.assert_allclose(_values(short, [0, 99]), [1e-4, 1e-4 + 9e-4 * 99 / 200], rtol=1e-5)
 
 
 def test_one_cycle_matches_torch_semantics():
@@ -126,7 +132,7 @@ def test_inverse_sqrt_warmup():
 
 
 SCHEDULES = [
-    WarmupCosine(1e-4, 1e-3, 1e-4, 30, 70),
+    warmup_cosine(1, 100, warmup_epochs=30),
     OneCycleCosine(0.005, 500),
     InverseSqrtWarmup(256, 40),
 ]
@@ -140,7 +146,7 @@ def test_config_round_trips(schedule):
     np.testing.assert_allclose(_values(clone, steps), _values(schedule, steps))
 
     blob = keras.saving.serialize_keras_object(schedule)
-    assert "seq2exp" in str(blob)
+    assert ("seq2exp" in str(blob)) == (type(schedule).__module__ == "seq2exp.engine.schedules")
     restored = keras.saving.deserialize_keras_object(blob, safe_mode=True)
     assert type(restored) is type(schedule)
     assert restored.get_config() == schedule.get_config()

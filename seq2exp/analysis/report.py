@@ -304,14 +304,15 @@ def summary_markdown(rep: dict, comp: list[dict]) -> str:
         for i, logo in enumerate(sal["logos"], 1):
             lines += [f"![logo {i}]({logo['figures'][0]})", ""]
         if sal.get("motifs"):
-            lines += ["Mean absolute input x gradient on motif-matched positions vs all other unmasked positions "
-                      "(two-sided Mann-Whitney U on the absolute values).", "",
-                      "| motif | sequences with match | positions | motif | background | ratio | p |",
-                      "|---|---|---|---|---|---|---|"]
+            lines += ["Mean absolute input x gradient on motif-matched positions vs all other unmasked positions. "
+                      "p: two-sided Wilcoxon signed-rank test over the matched sequences of (motif - background) "
+                      "mean |saliency| per sequence (sequences, not positions, are the independent units).", "",
+                      "| motif | sequences with match | positions | motif | background | ratio | motif higher | p |",
+                      "|---|---|---|---|---|---|---|---|"]
             for m in sal["motifs"]:
                 lines.append(f"| {m['motif']} | {m['sequences_with_match']} | {m['positions']} | "
                              f"{m['mean_abs_motif']:.3g} | {m['mean_abs_background']:.3g} | {m['ratio_abs']:.2f} | "
-                             f"{_pval(m['p_mannwhitney_abs'])} |")
+                             f"{m['sequences_motif_higher']:.0%} | {_pval(m['p_wilcoxon_per_sequence'])} |")
             lines += ["", f"![motifs]({sal['motif_figures'][0]})", ""]
     return "\n".join(lines) + "\n"
 

@@ -49,8 +49,22 @@ def test_saliency_of_a_planted_motif_detector_peaks_on_the_motif():
                                            interpret.consensus_motif("GCGATCGC", "absent")])
     reb1 = table.set_index("motif").loc["Reb1"]
     assert reb1["sequences_with_match"] == 12 and reb1["positions"] >= 12 * len(MOTIF)
-    assert reb1["ratio_abs"] > 10 and reb1["p_mannwhitney_abs"] < 1e-10
+    assert reb1["ratio_abs"] > 10 and reb1["sequences_motif_higher"] == 1.0
+    assert reb1["p_wilcoxon_per_sequence"] == pytest.approx(2 / 2 ** 12)  # exact: all 12 sequences agree
     assert reb1["mean_motif"] > 0.5 > abs(reb1["mean_background"])
+
+
+def test_motif_statistics_count_sequences_not_positions():
+    """One sequence with a strong motif signal and 19 with none: positions are not independent draws, so the
+    evidence is one sequence's worth, not a p-value from hundreds of positions."""
+    rng = np.random.default_rng(3)
+    seqs = [s[:40] + MOTIF + s[48:] for s in random_seqs(rng, 20)]
+    score = rng.normal(0, 1, (20, 112))
+    score[0, 40:48] += 50.0
+    sal = interpret.Saliency(seqs=seqs, contrib=None, score=score, predictions=np.zeros(20))
+    row = interpret.motif_saliency(sal, [interpret.consensus_motif(MOTIF, "m")]).iloc[0]
+    assert row["sequences_with_match"] == 20 and row["ratio_abs"] > 1.5
+    assert row["p_wilcoxon_per_sequence"] > 0.05
 
 
 @pytest.mark.parametrize("name", ["crmnet", "legnet"])

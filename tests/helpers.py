@@ -176,3 +176,13 @@ def assert_run_folder(run: Path, rows: list[dict], steps: int, final_weights: li
     pred = model.predict(np.zeros((2, 112), np.uint8), verbose=0)
     assert pred.shape == (2, 1) and np.all(np.isfinite(pred))
     return metrics
+
+
+def tensorboard_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value), ...]} of one TensorBoard run, read as TensorBoard reads it (simple scalars only:
+    a tensor summary would not be listed by `EventAccumulator.Scalars`)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}

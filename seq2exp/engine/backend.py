@@ -9,9 +9,8 @@ NaN policy, progress, TensorBoard, run folder). What differs per backend is an e
   `saving(model, s)` (context for writing model.keras);
 - `train_step(spec, model, optimizer, global_batch, s)` -> a step with `distribute(train_fn, seed)`,
   `run_steps(iterator, n)` -> (loss sum, non-finite steps, steps done) and `sync_model()`;
-- `eval_rows(spec, model, data, global_batch)` -> endless (rows, 3) [label, prediction, mask] numpy arrays;
+- `eval_rows(spec, model, data, global_batch)` -> endless (rows, 4) [label, prediction, mask, loss] numpy arrays;
 - `checkpoints(model, optimizer, run_dir, keep, say)` -> a `checkpoint_base.RunCheckpointsBase`;
-- `summary_writer(logdir)` -> `scalar(tag, value, step)`, `flush()`;
 - `lost_worker_error(err, epoch, last_checkpoint)` -> the error to raise instead, or None.
 
 The command line resolves its `--strategy` here too (`resolve_strategy`, `describe`, `barrier`, `has_checkpoint`).

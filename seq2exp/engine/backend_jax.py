@@ -3,7 +3,7 @@
 Compiled step: a `jax.jit` stateless step (seq2exp.engine.step_jax); placement: keras.distribution
 (seq2exp.engine.distribution_jax); input: the numpy reader through `train_fn(process_input(), seed)`,
 read and placed on the devices one batch ahead in a thread; checkpoints: numpy archives
-(seq2exp.engine.checkpointing_npz); TensorBoard: seq2exp.engine.tensorboard. Nothing here imports
+(seq2exp.engine.checkpointing_npz). Nothing here imports
 TensorFlow. The step is always compiled (`TrainSettings.jit` is TensorFlow's XLA switch).
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ from seq2exp.engine.distribution_jax import JaxPlacement, current_placement
 from seq2exp.engine.registry import ModelSpec
 from seq2exp.engine.settings import TrainSettings
 from seq2exp.engine.step_jax import JaxTrainStep, Prefetcher, make_eval_step
-from seq2exp.engine.tensorboard import EventFileWriter
 
 
 def seed_everything(seed: int) -> None:
@@ -119,7 +118,7 @@ class JaxBackend:
         return JaxEngineStep(step, self.strategy, global_batch)
 
     def eval_rows(self, spec: ModelSpec, model, data, global_batch: int) -> Iterator[np.ndarray]:
-        """Endless (global rows, 3) [label, prediction, mask] arrays over `data` (fn(ctx) or an iterable of batches)."""
+        """Endless (global rows, 4) [label, prediction, mask, loss] arrays over `data` (fn(ctx) or batches)."""
         import jax
 
         from seq2exp.engine.data import padded_batches, process_input
@@ -140,8 +139,6 @@ class JaxBackend:
                 mask = batch.pop("_mask")
                 yield np.asarray(step(trainable, non_trainable, batch, mask))
 
-    def summary_writer(self, logdir: str) -> EventFileWriter:
-        return EventFileWriter(logdir)
 
     def lost_worker_error(self, err: Exception, epoch: int, last_checkpoint: str | None):
         """None: JAX's coordination service ends every process when one is lost (restart all with --resume)."""

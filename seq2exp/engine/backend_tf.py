@@ -2,7 +2,7 @@
 
 Compiled step: `strategy.run` (seq2exp.engine.step); placement: a `tf.distribute` strategy
 (seq2exp.engine.strategy); input: tf.data; checkpoints: tf.train.Checkpoint
-(seq2exp.engine.checkpointing); TensorBoard: tf.summary.
+(seq2exp.engine.checkpointing).
 """
 from __future__ import annotations
 
@@ -18,18 +18,6 @@ from seq2exp.engine.registry import ModelSpec
 from seq2exp.engine.settings import TrainSettings
 from seq2exp.engine.step import TFTrainStep, make_eval_step
 from seq2exp.engine.strategy import describe, lost_worker_error
-
-
-class _SummaryWriter:
-    def __init__(self, logdir: str):
-        self._writer = tf.summary.create_file_writer(logdir)
-
-    def scalar(self, tag: str, value: float, step: int) -> None:
-        with self._writer.as_default():
-            tf.summary.scalar(tag, value, step=step)
-
-    def flush(self) -> None:
-        self._writer.flush()
 
 
 def _set_sync_bn(model: keras.Model, on: bool) -> None:
@@ -79,7 +67,7 @@ class TFBackend:
         return TFTrainStep(spec, model, optimizer, self.strategy, global_batch, s.jit, s.nan_policy)
 
     def eval_rows(self, spec: ModelSpec, model, data, global_batch: int) -> Iterator[np.ndarray]:
-        """Endless (global rows, 3) [label, prediction, mask] arrays over `data` (fn(ctx) or a dataset)."""
+        """Endless (global rows, 4) [label, prediction, mask, loss] arrays over `data` (fn(ctx) or a dataset)."""
         from seq2exp.engine.data import padded_batches
 
         def pipeline(ctx):
@@ -94,8 +82,6 @@ class TFBackend:
         while True:
             yield step(iterator).numpy()
 
-    def summary_writer(self, logdir: str) -> _SummaryWriter:
-        return _SummaryWriter(logdir)
 
     def lost_worker_error(self, err: Exception, epoch: int, last_checkpoint: str | None):
         """The error to raise instead of `err` when a multi-worker peer was lost (None: `err` is something else)."""

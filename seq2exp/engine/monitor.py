@@ -6,8 +6,11 @@
   the last validation (before the first one: the validation records at 3x the training throughput,
   a forward pass being about a third of forward + backward) for each validation left.
 * `Board`: TensorBoard runs `tensorboard/train` (per-step loss, learning rate and sequences/s every
-  N steps; epoch loss) and `tensorboard/validation` (epoch metrics), so both curves share a chart.
-* `write_curves`: `curves.png` with the loss and the validation Pearson r per epoch.
+  N steps; epoch loss) and `tensorboard/validation` (epoch loss and metrics), so the training and validation
+  curves of one tag (`epoch_loss`) share a chart. Both backends write the same tags through tensorboardX
+  (simple scalars, which tensorboard's `EventAccumulator.Scalars` reads; it needs no TensorFlow).
+* `curves_png`: `curves.png` with the loss (training and validation), the learning rate and the validation
+  metrics per epoch.
 """
 from __future__ import annotations
 
@@ -97,13 +100,29 @@ class Progress:
         self.val_seconds = seconds
 
 
+class _Writer:
+    """One TensorBoard run: tensorboardX's event writer (maintained; `tf.summary` would write tensor summaries
+    under TensorFlow only, and the JAX backend has no TensorFlow)."""
+
+    def __init__(self, logdir: str):
+        from tensorboardX import SummaryWriter
+
+        self._writer = SummaryWriter(logdir, flush_secs=30)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self._writer.add_scalar(tag, float(value), int(step))
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 class Board:
-    """TensorBoard writers for the `train` and `validation` runs of one run folder.
+    """TensorBoard writers for the `train` and `validation` runs of one run folder, the same on both backends."""
 
-    `make_writer(logdir)` gives a writer with `scalar(tag, value, step)` and `flush()`: the engine
-    backend's (`tf.summary` under TensorFlow, `seq2exp.engine.tensorboard` under JAX)."""
-
-    def __init__(self, run_dir: str, every_steps: int, global_batch: int, make_writer):
+    def __init__(self, run_dir: str, every_steps: int, global_batch: int, make_writer=_Writer):
         root = os.path.join(run_dir, "tensorboard")
         self.train = make_writer(os.path.join(root, "train"))
         self.validation = make_writer(os.path.join(root, "validation"))
@@ -142,27 +161,41 @@ class Board:
         self.train.flush()
         self.validation.flush()
 
+    def close(self) -> None:
+        for writer in (self.train, self.validation):
+            getattr(writer, "close", writer.flush)()
+
 
 def curves_png(history: list[dict]) -> bytes:
-    """Loss and validation Pearson r per epoch, as PNG bytes."""
+    """Loss (training and validation), learning rate and validation metrics per epoch, as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
-    ax1.plot(epochs, [r["loss"] for r in history], "o-", label="training loss")
+
+    def series(key):
+        return [r.get(key, float("nan")) for r in history]
+
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(12.5, 3.4), constrained_layout=True)
+    ax1.plot(epochs, series("loss"), "o-", label="training")
+    if any(math.isfinite(v) for v in series("val_loss")):
+        ax1.plot(epochs, series("val_loss"), "o-", label="validation")
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
     ax1.legend()
-    r = [r.get("val_pearson", float("nan")) for r in history]
-    ax2.plot(epochs, r, "o-", color="tab:orange")
-    ax2.set(xlabel="epoch", ylabel="Pearson r", title="validation r")
-    finite = [v for v in r if math.isfinite(v)]
-    if finite:
+    ax2.plot(epochs, series("lr"), "o-", color="tab:green")
+    ax2.set(xlabel="epoch", ylabel="learning rate (end of epoch)", title="learning rate")
+    ax2.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    for key, label in (("val_pearson", "Pearson r"), ("val_spearman", "Spearman rho"), ("val_r2", "R$^2$")):
+        ax3.plot(epochs, series(key), "o-", label=label)
+    r = series("val_pearson")
+    if any(math.isfinite(v) for v in r):
         best = max(range(len(r)), key=lambda i: r[i] if math.isfinite(r[i]) else -math.inf)
-        ax2.annotate(f"best {r[best]:.3f}", (epochs[best], r[best]), textcoords="offset points", xytext=(0, -14),
+        ax3.annotate(f"best r {r[best]:.3f}", (epochs[best], r[best]), textcoords="offset points", xytext=(0, -14),
                      ha="center")
+    ax3.set(xlabel="epoch", title="validation")
+    ax3.legend()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)

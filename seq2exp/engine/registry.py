@@ -90,6 +90,14 @@ class ModelSpec:
     onehot: Callable[[keras.Model], OneHotAdapter] | None = None
 
 
+def per_example_loss(spec: ModelSpec, model: keras.Model, batch: Batch, inputs: Any, outputs: Any) -> Any:
+    """(b,) training loss of `outputs`: the spec's `compute_loss` when it has one, else `loss(targets(batch), outputs)`.
+    The training steps and the validation loss of both backends all use this one definition."""
+    if spec.compute_loss is not None:  # needs the (e.g. masked) inputs or the model's label stats
+        return spec.compute_loss(model, batch, inputs, outputs)
+    return spec.loss(spec.targets(batch), outputs)
+
+
 _REGISTRY: dict[str, ModelSpec] = {}
 _declared: dict[str, str] | None = None
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from seq2exp.engine.data import numeric_fields
 from seq2exp.engine.optim import inner_optimizer
-from seq2exp.engine.registry import ModelSpec
+from seq2exp.engine.registry import ModelSpec, per_example_loss
 
 _SUM = tf.distribute.ReduceOp.SUM
 
@@ -101,9 +101,7 @@ class TFTrainStep:
         return read()
 
     def per_example_loss(self, batch, inputs, outputs):
-        if self.spec.compute_loss is not None:  # needs the (e.g. masked) inputs or the model's label stats
-            return self.spec.compute_loss(self.model, batch, inputs, outputs)
-        return self.spec.loss(self.spec.targets(batch), outputs)
+        return per_example_loss(self.spec, self.model, batch, inputs, outputs)
 
     def _grads(self, batch):
         with tf.GradientTape() as tape:
@@ -161,11 +159,14 @@ class TFTrainStep:
 
 
 def make_eval_step(spec: ModelSpec, model, strategy):
-    """tf.function(iterator of (batch, row mask)) -> (global rows, 3) [label, prediction, mask] gathered."""
+    """tf.function(iterator of (batch, row mask)) -> (global rows, 4) [label, prediction, mask, loss] gathered."""
     def replica(batch, mask):
         pred = tf.reshape(tf.cast(spec.predict(model, batch, spec.inputs), tf.float32), [-1])
         label = tf.reshape(tf.cast(batch["label"], tf.float32), [-1])
-        return tf.stack([label, pred, tf.cast(mask, tf.float32)], axis=1)
+        inputs = spec.inputs(batch, False)
+        loss = tf.reshape(tf.cast(per_example_loss(spec, model, batch, inputs, model(inputs, training=False)),
+                                  tf.float32), [-1])
+        return tf.stack([label, pred, tf.cast(mask, tf.float32), loss], axis=1)
 
     @tf.function
     def step(iterator):

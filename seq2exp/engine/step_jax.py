@@ -28,7 +28,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from seq2exp.engine.registry import ModelSpec
+from seq2exp.engine.registry import ModelSpec, per_example_loss
 
 
 def _numeric(batch: dict) -> dict:
@@ -149,13 +149,10 @@ class JaxTrainStep:
         inputs = spec.inputs(batch, True)
         out, updated, losses = model.stateless_call(trainable, non_trainable, inputs, training=True,
                                                     return_losses=True)
-        if spec.compute_loss is not None:  # may read model variables (e.g. label statistics): the traced ones
-            mapping = list(zip(model.trainable_variables, trainable)) + list(
-                zip(model.non_trainable_variables, non_trainable))
-            with keras.StatelessScope(state_mapping=mapping):
-                per_example = spec.compute_loss(model, batch, inputs, out)
-        else:
-            per_example = spec.loss(spec.targets(batch), out)
+        mapping = list(zip(model.trainable_variables, trainable)) + list(
+            zip(model.non_trainable_variables, non_trainable))
+        with keras.StatelessScope(state_mapping=mapping):  # compute_loss may read model variables (label stats)
+            per_example = per_example_loss(spec, model, batch, inputs, out)
         per_example = ops.cast(per_example, "float32")
         loss = ops.sum(per_example) / per_example.shape[0]  # the global batch: every device's rows
         if losses:
@@ -248,7 +245,7 @@ class JaxTrainStep:
 
 
 def make_eval_step(spec: ModelSpec, model: keras.Model, out_sharding=None):
-    """jit((trainable, non-trainable) values, batch, row mask) -> (global rows, 3) [label, prediction, mask]."""
+    """jit((trainable, non-trainable) values, batch, row mask) -> (global rows, 4) [label, prediction, mask, loss]."""
     import jax
     import jax.numpy as jnp
 
@@ -257,8 +254,11 @@ def make_eval_step(spec: ModelSpec, model: keras.Model, out_sharding=None):
             zip(model.non_trainable_variables, non_trainable))
         with keras.StatelessScope(state_mapping=mapping):
             pred = spec.predict(model, batch, spec.inputs)
+            inputs = spec.inputs(batch, False)
+            loss = per_example_loss(spec, model, batch, inputs, model(inputs, training=False))
         pred = jnp.reshape(pred.astype("float32"), (-1,))
         label = jnp.reshape(batch["label"].astype("float32"), (-1,))
-        return jnp.stack([label, pred, mask.astype("float32")], axis=1)
+        loss = jnp.reshape(jnp.asarray(loss).astype("float32"), (-1,))
+        return jnp.stack([label, pred, mask.astype("float32"), loss], axis=1)
 
     return jax.jit(rows, out_shardings=out_sharding)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 import keras
+import numpy as np
 
 from seq2exp.engine import monitor
 from seq2exp.engine.backend import engine_backend
@@ -49,6 +50,8 @@ from seq2exp.engine.settings import NonFiniteLossError, TrainSettings  # noqa: F
 
 log = logging.getLogger(__name__)
 _METRICS = ("pearson", "spearman", "r2", "mse", "mae")
+#: what each epoch records of its validation: the training loss on the validation rows, then the metrics
+_VAL_KEYS = ("loss", *_METRICS, "n")
 
 
 class Trainer:
@@ -112,7 +115,7 @@ class Trainer:
     def evaluate(self, data) -> dict:
         """Exact metrics over a whole split: `data` is `fn(input_context)`, or batches (a tf.data dataset; under
         JAX an iterable of numpy batch dicts)."""
-        collector = PredictionCollector()
+        collector, loss_sum = PredictionCollector(), 0.0
         with contextlib.closing(self.backend.eval_rows(self.spec, self.model, data, self.global_batch)) as rows_of:
             for rows in rows_of:
                 self._beat("evaluating")
@@ -120,9 +123,10 @@ class Trainer:
                 if not keep.any():  # every replica on every worker is padding: all agree to stop
                     break
                 collector.update(rows[:, 0], rows[:, 1], keep)
+                loss_sum += float(np.sum(rows[keep, 3], dtype=np.float64))
         if collector.n == 0:
-            return {**{k: float("nan") for k in _METRICS}, "n": 0}
-        return collector.result()
+            return {**{k: float("nan") for k in _VAL_KEYS}, "n": 0}
+        return {"loss": loss_sum / collector.n, **collector.result()}
 
     def fit(self, train_fn: Callable, val_fn: Callable | None = None, resume: bool = False,
             init_from: str | None = None, on_epoch_end: Callable[[dict], None] | None = None) -> dict:
@@ -160,8 +164,7 @@ class Trainer:
                   f"replicas, batch "
                   f"{s.batch_size}/replica = {self.global_batch} global, {self.steps_per_epoch} steps/epoch, "
                   f"epochs {start + 1}..{s.epochs}, precision {self.precision}")
-        self._board = monitor.Board(self.run_dir, s.tensorboard_every, self.global_batch,
-                                    self.backend.summary_writer) if self.chief else None
+        self._board = monitor.Board(self.run_dir, s.tensorboard_every, self.global_batch) if self.chief else None
         self._progress = monitor.Progress(s.epochs, self.steps_per_epoch, self.global_batch,
                                           self.val_examples if val_fn is not None else 0, s.log_every_seconds,
                                           bar=None if self.chief else False)
@@ -173,7 +176,7 @@ class Trainer:
             val = self.evaluate(val_fn) if val_fn is not None else {}
             if val_fn is not None:
                 self._progress.validation_done(time.perf_counter() - t0)
-            row.update({f"val_{k}": val.get(k, float("nan")) for k in _METRICS + ("n",)})
+            row.update({f"val_{k}": val.get(k, float("nan")) for k in _VAL_KEYS})
             self._end_epoch(row, has_val=val_fn is not None)
             self._log_epoch(row)
             if self._board is not None:
@@ -278,12 +281,13 @@ class Trainer:
         row = next((r for r in self.history if r["epoch"] == best), self.history[-1] if self.history else {})
         summary = {"model": self.spec.name, "best_epoch": best, "epochs_run": int(self.checkpoints.epoch.numpy()),
                    "stopped_early": self._stop_early(),
-                   "val": {k: row.get(f"val_{k}") for k in _METRICS + ("n",)},
+                   "val": {k: row.get(f"val_{k}") for k in _VAL_KEYS},
                    "train_seconds": sum(r["seconds"] for r in self.history), "replicas": self.replicas,
                    "global_batch_size": self.global_batch, "per_replica_batch_size": s.batch_size,
                    "steps_per_epoch": self.steps_per_epoch, "precision": self.precision, "strategy": self.info,
                    "settings": asdict(s), "model_config": self.model_config}
         if self.chief:
+            self._board.close()
             write_text(os.path.join(self.run_dir, "metrics.json"), json.dumps(summary, indent=1, default=str))
             if self.history:
                 write_text(os.path.join(self.run_dir, "curves.png"), monitor.curves_png(self.history))

@@ -13,11 +13,14 @@ What differs, and so is pinned or tolerated:
 Measured (2 cores, load ~12): epoch losses rel 1.5e-6 and 7e-5, validation R^2 rel 3e-4, final weights max
 |TF - JAX| 1.4e-3 and ||W_TF - W_JAX|| / ||W_TF - W_0|| = 6.3e-3. The tolerances below are about 10x those.
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from tests.engine.jax_jobs import TF_WORKER, build_dataset, job, max_diff, result, run_jobs, weights
 from tests.helpers import assert_jobs_ok as ok
+from tests.helpers import tensorboard_scalars
 
 LOSS_RTOL = 1e-3  # epoch training loss, relative
 VAL_RTOL = 3e-3  # validation R^2, relative
@@ -67,3 +70,23 @@ def test_same_start_same_losses_and_weights(runs):
     print(f"final weights: max |TF - JAX| {diff:.3g} (max |TF - start| {moved:.3g}); "
           f"||W_TF - W_JAX|| / ||W_TF - W_0|| = {apart / went:.3g}")
     assert moved > 1e-2 and diff < WEIGHT_ATOL and apart / went < UPDATE_RTOL
+
+
+def test_one_tensorboard_format_on_both_backends(runs):
+    """The same runs, tags and steps, read back with tensorboard's EventAccumulator (simple scalars: a tensor
+    summary would list no scalar); the validation loss agrees as the validation R^2 does."""
+    tf_job, jax_job = runs
+    for run in ("train", "validation"):
+        tf_board = tensorboard_scalars(Path(tf_job["run_dir"]) / "tensorboard" / run)
+        jax_board = tensorboard_scalars(Path(jax_job["run_dir"]) / "tensorboard" / run)
+        assert tf_board and sorted(tf_board) == sorted(jax_board)
+        for tag in tf_board:
+            assert [s for s, _ in tf_board[tag]] == [s for s, _ in jax_board[tag]], (run, tag)
+    assert {"loss", "learning_rate", "epoch_loss"} <= set(tensorboard_scalars(Path(tf_job["run_dir"]) / "tensorboard"
+                                                                              / "train"))
+    tf_val = tensorboard_scalars(Path(tf_job["run_dir"]) / "tensorboard" / "validation")
+    jax_val = tensorboard_scalars(Path(jax_job["run_dir"]) / "tensorboard" / "validation")
+    assert {"epoch_loss", "epoch_r2", "epoch_pearson"} <= set(tf_val)
+    for (_, a), (_, b) in zip(tf_val["epoch_loss"], jax_val["epoch_loss"]):
+        assert b == pytest.approx(a, rel=VAL_RTOL)
+    assert [v for _, v in tf_val["epoch_loss"]] == pytest.approx([r["val_loss"] for r in _history(tf_job)], rel=1e-6)

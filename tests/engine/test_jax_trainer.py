@@ -14,7 +14,7 @@ import pytest
 
 from tests.engine.jax_jobs import SMALL, build_dataset, job, max_diff, result, run_jobs, weights
 from tests.helpers import assert_jobs_ok as ok
-from tests.helpers import assert_run_folder
+from tests.helpers import assert_run_folder, tensorboard_scalars
 
 DROPOUT = {**SMALL, "dense_dropouts": [0.2]}  # seed states must be carried from step to step
 WARMUP_COSINE = {"name": "warmup_cosine", "warmup_epochs": 1}
@@ -68,26 +68,21 @@ def test_run_folder_matches_the_tensorflow_engine(runs):
 
 def test_tensorboard_train_and_validation_runs(runs):
     """Per-step scalars every 3 optimizer steps (read from the compiled step's state mid-epoch), epoch scalars."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     from seq2exp.engine.optim import build_schedule
 
     _, jobs, results = runs
     ok(results, "full")
-    boards = {}
-    for name in ("train", "validation"):
-        boards[name] = EventAccumulator(str(Path(jobs["full"]["run_dir"]) / "tensorboard" / name))
-        boards[name].Reload()
+    board = Path(jobs["full"]["run_dir"]) / "tensorboard"
+    train, val = tensorboard_scalars(board / "train"), tensorboard_scalars(board / "validation")
     rows = result(jobs["full"])["history"]
-    train, val = boards["train"], boards["validation"]
-    assert [e.step for e in train.Scalars("loss")] == [1, *range(3, 41, 3)]
+    assert [s for s, _ in train["loss"]] == [1, *range(3, 41, 3)]
     schedule = build_schedule(WARMUP_COSINE, 10, 4)  # the rate the next update uses: schedule(updates so far)
-    assert [(e.step, pytest.approx(e.value, rel=1e-5)) for e in train.Scalars("learning_rate")] == \
-        [(e.step, float(schedule(e.step))) for e in train.Scalars("loss")]
-    assert [(e.step, pytest.approx(e.value, rel=1e-6)) for e in train.Scalars("epoch_loss")] == \
-        [(r["step"], r["loss"]) for r in rows]
-    assert [(e.step, pytest.approx(e.value, rel=1e-6)) for e in val.Scalars("epoch_r2")] == \
-        [(r["step"], r["val_r2"]) for r in rows]
+    assert [(s, pytest.approx(v, rel=1e-5)) for s, v in train["learning_rate"]] == \
+        [(s, float(schedule(s))) for s, _ in train["loss"]]
+    assert [(s, pytest.approx(v, rel=1e-6)) for s, v in train["epoch_loss"]] == [(r["step"], r["loss"]) for r in rows]
+    for tag in ("loss", "r2", "pearson"):  # the same tags as the TensorFlow run's (tests/engine/test_monitor.py)
+        assert [(s, pytest.approx(v, rel=1e-6)) for s, v in val[f"epoch_{tag}"]] == \
+            [(r["step"], r[f"val_{tag}"]) for r in rows]
     assert (Path(jobs["full"]["run_dir"]) / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 

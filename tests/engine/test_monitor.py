@@ -1,10 +1,12 @@
 """Progress bar / lines with a whole-run ETA, TensorBoard train/validation runs, curves.png."""
 import io
 
+import keras
 import numpy as np
 import pytest
 
 from seq2exp.engine.monitor import Progress
+from tests.helpers import tensorboard_scalars
 
 SMALL = {"seq_len": 112, "encoder_filters": [8, 8], "num_heads": 1, "key_dim": 4, "embed_dim": 8, "ffn_dim": 8,
          "decoder_filters": 4, "head_conv_filters": [4], "dense_units": [8], "dense_dropouts": [0.0],
@@ -50,17 +52,6 @@ def test_lines_when_not_a_terminal_and_a_bar_on_one():
     assert "epoch 2/2" in text and "4/4" in text and "run ETA" in text and "loss 0.2500" in text
 
 
-def _events(folder):
-    import tensorflow as tf
-
-    out = {}
-    for path in sorted(folder.glob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for v in event.summary.value:
-                out.setdefault(v.tag, []).append((event.step, float(tf.make_ndarray(v.tensor))))
-    return out
-
-
 def test_tensorboard_runs_and_curves_png(tmp_path):
     import tensorflow as tf
 
@@ -83,14 +74,22 @@ def test_tensorboard_runs_and_curves_png(tmp_path):
                              steps_per_execution=1, schedule={"name": "constant", "lr": 1e-3})
     trainer = Trainer(get_model_spec("crmnet"), SMALL, str(tmp_path), settings=settings, val_examples=64)
     trainer.fit(train_fn, val_fn)
-    train = _events(tmp_path / "tensorboard" / "train")
-    val = _events(tmp_path / "tensorboard" / "validation")
+    train = tensorboard_scalars(tmp_path / "tensorboard" / "train")
+    val = tensorboard_scalars(tmp_path / "tensorboard" / "validation")
     # per step, every 2nd optimizer step (and the first): loss, learning rate, throughput
     assert [s for s, _ in train["loss"]] == [1, 2, 4, 6]
     assert [v for _, v in train["learning_rate"]] == pytest.approx([1e-3] * 4)
     assert [s for s, _ in train["seq_per_s"]] == [2, 4, 6] and all(v > 0 for _, v in train["seq_per_s"])
     assert [s for s, _ in train["epoch_loss"]] == [3, 6]
-    assert {"epoch_pearson", "epoch_r2", "epoch_spearman", "epoch_mse", "epoch_mae"} <= set(val)
+    assert {"epoch_loss", "epoch_pearson", "epoch_r2", "epoch_spearman", "epoch_mse", "epoch_mae"} <= set(val)
     assert [s for s, _ in val["epoch_pearson"]] == [3, 6]
+    # the validation loss is the model's training loss (CRMnet: Huber) averaged over the validation rows
+    history = trainer.history
+    assert [v for _, v in val["epoch_loss"]] == pytest.approx([r["val_loss"] for r in history], rel=1e-6)
+    spec = trainer.spec
+    out = trainer.model(spec.inputs({"seq": seq[:64]}, False), training=False)
+    direct = float(np.mean(keras.ops.convert_to_numpy(spec.loss(spec.targets({"label": label[:64]}), out))))
+    best = next(r for r in history if r["epoch"] == trainer.checkpoints.best_epoch.numpy())  # restored weights
+    assert best["val_loss"] == pytest.approx(direct, rel=1e-4)
     png = (tmp_path / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

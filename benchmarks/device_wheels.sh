@@ -9,6 +9,7 @@
 #   keras                     (its requirements absl-py, h5py, ml-dtypes, numpy, packaging, rich are there;
 #   namex, optree              namex and optree are not)
 #   mmh3, isal, google-crc32c  (data_prep: hash folds, gzip/zlib shards, TFRecord CRC-32C)
+#   tensorboardX              (the engine's TensorBoard writer; its protobuf is there)
 # logomaker (saliency logos of evaluation reports) is left out: the device check writes no report.
 # Versions are pinned to the ones the CPU rehearsal ran with (`DEVICE_CHECK_SCALE=tiny`, see device_check.sh).
 #
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DEST=.whl
-PKGS=(keras==3.15.1 namex==0.1.0 optree==0.20.0 mmh3==5.3.1 isal==1.9.1 google-crc32c==1.9.0)
+PKGS=(keras==3.15.1 namex==0.1.0 optree==0.20.0 mmh3==5.3.1 isal==1.9.1 google-crc32c==1.9.0 tensorboardX==2.6.5)
 
 mkdir -p "$DEST"
 # one version of each package: a second one would stop the whole install on the device
@@ -38,7 +39,7 @@ done
 "$PY" - "$DEST" <<'EOF'
 import re, sys, zipfile, glob, os
 present = {"absl-py", "h5py", "ml-dtypes", "numpy", "packaging", "rich", "typing-extensions", "jax", "scipy",
-           "pandas", "matplotlib", "pyyaml"}  # on the device image (KINDS.md)
+           "pandas", "matplotlib", "pyyaml", "protobuf"}  # on the device image (KINDS.md)
 wheels = sorted(glob.glob(os.path.join(sys.argv[1], "*.whl")))
 carried = {re.split(r"-\d", os.path.basename(w), maxsplit=1)[0].lower().replace("_", "-") for w in wheels}
 missing = []

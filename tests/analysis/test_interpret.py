@@ -59,7 +59,7 @@ def test_motif_statistics_count_sequences_not_positions():
     evidence is one sequence's worth, not a p-value from hundreds of positions."""
     rng = np.random.default_rng(3)
     seqs = [s[:40] + MOTIF + s[48:] for s in random_seqs(rng, 20)]
-    score = rng.normal(0, 1, (20, 112))
+    score = rng.normal(0, 1, (20, len(seqs[0])))
     score[0, 40:48] += 50.0
     sal = interpret.Saliency(seqs=seqs, contrib=None, score=score, predictions=np.zeros(20))
     row = interpret.motif_saliency(sal, [interpret.consensus_motif(MOTIF, "m")]).iloc[0]

@@ -7,6 +7,8 @@ TensorFlow import): the TF and JAX steps build their optimizers here alike.
 """
 from __future__ import annotations
 
+import inspect
+
 import keras
 
 from seq2exp.engine.schedules import InverseSqrtWarmup, OneCycleCosine, warmup_cosine
@@ -23,53 +25,87 @@ def _check_keys(cfg: dict, allowed: set, what: str) -> None:
         raise ValueError(f"unknown {what} settings {sorted(unknown)}; allowed: {sorted(allowed)}")
 
 
-def build_schedule(sched_cfg: dict, steps_per_epoch: int, epochs: int, replicas: int = 1):
-    """A float or a `LearningRateSchedule`; `scale_with_replicas` applies the linear-scaling rule."""
+def _defaults(fn) -> dict:
+    """The keyword defaults of `fn` (a Keras optimizer class, a schedule class or factory): read, not restated.
+    What the run's length decides (steps, epochs, replicas) is not a setting."""
+    skip = {"self", "learning_rate", "name", "kwargs", "steps_per_epoch", "total_epochs", "replicas", "total_steps"}
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items()
+            if k not in skip and p.default is not inspect.Parameter.empty}
+
+
+#: each schedule's settings and their defaults
+_SCHEDULE_DEFAULTS = {
+    "constant": lambda: {"lr": 1e-3, "scale_with_replicas": False},
+    "warmup_cosine": lambda: _defaults(warmup_cosine),
+    "one_cycle": lambda: {"max_lr": 1e-2, **_defaults(OneCycleCosine), "scale_with_replicas": False},
+    "inverse_sqrt": lambda: _defaults(InverseSqrtWarmup),
+}
+#: AdamW's weight decay when none is given: PyTorch's AdamW default, which LegNet trains with (Keras' is 0.004)
+ADAMW_WEIGHT_DECAY = 0.01
+
+
+def effective_schedule(sched_cfg: dict | None) -> dict:
+    """Every setting of the learning-rate schedule `sched_cfg` names, defaults filled in: config.yaml records
+    this, so a rerun from it, or a diff of two runs' configs, sees every value."""
     cfg = dict(sched_cfg or {"name": "constant", "lr": 1e-3})
     name = str(cfg.pop("name", "constant")).lower()
+    if name not in _SCHEDULE_DEFAULTS:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {SCHEDULES}")
+    full = _SCHEDULE_DEFAULTS[name]()
+    if name == "inverse_sqrt" and "warmup_epochs" in cfg:  # the warm-up given in epochs instead of steps
+        full["warmup_epochs"] = full.pop("warmup_steps")
+    _check_keys(cfg, set(full), f"{name} schedule")
+    return {"name": name, **full, **cfg}
+
+
+def effective_optimizer(opt_cfg: dict | None) -> dict:
+    """Every setting of the optimizer `opt_cfg` names, Keras' defaults filled in (see effective_schedule)."""
+    cfg = dict(opt_cfg or {"name": "adam"})
+    _check_keys(cfg, _OPT_KEYS, "optimizer")
+    name = str(cfg.pop("name", "adam")).lower()
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+    full = {k: v for k, v in _defaults(_OPTIMIZER_CLASSES[name]()).items() if k in _OPT_KEYS}
+    if name == "adamw":
+        full["weight_decay"] = ADAMW_WEIGHT_DECAY
+    else:
+        full.pop("weight_decay", None)
+        if cfg.pop("weight_decay", None):
+            raise ValueError("optimizer 'adam' takes no weight_decay (L2-coupled decay); use 'adamw'")
+    return {"name": name, **full, **cfg}
+
+
+_OPTIMIZER_CLASSES = {"adam": lambda: keras.optimizers.Adam, "adamw": lambda: keras.optimizers.AdamW}
+
+
+def build_schedule(sched_cfg: dict, steps_per_epoch: int, epochs: int, replicas: int = 1):
+    """A float or a `LearningRateSchedule`; `scale_with_replicas` applies the linear-scaling rule."""
+    cfg = effective_schedule(sched_cfg)
+    name = cfg.pop("name")
     if steps_per_epoch <= 0 or epochs <= 0:
         raise ValueError(f"steps_per_epoch and epochs must be positive, got {steps_per_epoch}, {epochs}")
-    total = int(steps_per_epoch * epochs)
-    if name == "constant":
-        _check_keys(cfg, {"lr", "scale_with_replicas"}, "constant schedule")
-        scale = replicas if cfg.get("scale_with_replicas", False) else 1
-        return float(cfg.get("lr", 1e-3)) * scale
     if name == "warmup_cosine":
-        _check_keys(cfg, {"base_lr", "peak_lr", "final_lr", "warmup_epochs", "scale_with_replicas"},
-                    "warmup_cosine schedule")
         return warmup_cosine(steps_per_epoch, epochs, replicas=replicas, **cfg)
-    if name == "one_cycle":
-        _check_keys(cfg, {"max_lr", "pct_start", "div_factor", "final_div_factor", "scale_with_replicas"},
-                    "one_cycle schedule")
-        scale = replicas if cfg.pop("scale_with_replicas", False) else 1
-        max_lr = float(cfg.pop("max_lr", 1e-2)) * scale
-        return OneCycleCosine(max_lr, total_steps=max(total, 2), **cfg)
     if name == "inverse_sqrt":
-        _check_keys(cfg, {"d_model", "warmup_steps", "warmup_epochs"}, "inverse_sqrt schedule")
         if "warmup_epochs" in cfg:
             cfg["warmup_steps"] = max(int(cfg.pop("warmup_epochs") * steps_per_epoch), 1)
         return InverseSqrtWarmup(**cfg)
-    raise ValueError(f"unknown schedule {name!r}; choose one of {SCHEDULES}")
+    scale = replicas if cfg.pop("scale_with_replicas") else 1
+    if name == "constant":
+        return float(cfg["lr"]) * scale
+    max_lr = float(cfg.pop("max_lr")) * scale  # one_cycle
+    return OneCycleCosine(max_lr, total_steps=max(int(steps_per_epoch * epochs), 2), **cfg)
 
 
 def build_optimizer(opt_cfg: dict | None, sched_cfg: dict | None, steps_per_epoch: int, epochs: int,
                     replicas: int = 1, precision: str = "float32") -> keras.optimizers.Optimizer:
     """Keras optimizer for the custom loop; wrapped in dynamic loss scaling for mixed_float16."""
-    cfg = dict(opt_cfg or {"name": "adam"})
-    _check_keys(cfg, _OPT_KEYS, "optimizer")
-    name = str(cfg.pop("name", "adam")).lower()
+    cfg = effective_optimizer(opt_cfg)
+    name = cfg.pop("name")
     # Keras takes one clipping setting; clipvalue with a norm means value first, then the norm
     value_first = cfg.pop("clipvalue") if cfg.get("clipvalue") and (cfg.get("clipnorm") or cfg.get("global_clipnorm")) \
         else None
-    lr = build_schedule(sched_cfg, steps_per_epoch, epochs, replicas)
-    if name == "adam":
-        if cfg.pop("weight_decay", None):
-            raise ValueError("optimizer 'adam' takes no weight_decay (L2-coupled decay); use 'adamw'")
-        opt = keras.optimizers.Adam(learning_rate=lr, **cfg)
-    elif name == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.pop("weight_decay", 0.01), **cfg)
-    else:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+    opt = _OPTIMIZER_CLASSES[name]()(learning_rate=build_schedule(sched_cfg, steps_per_epoch, epochs, replicas), **cfg)
     if value_first is not None:
         clip_value_then_norm(opt, value_first)
     if precision == "mixed_float16":

@@ -44,6 +44,16 @@ def engine_backend(strategy=None):
     return TFBackend(strategy)
 
 
+def predict_fn(spec, model):
+    """A compiled `batch -> (b,) predictions` of `spec.predict` for the active backend (one compilation per batch
+    shape: callers pad their batches to a few fixed sizes)."""
+    if backend_name() == "jax":
+        from seq2exp.engine.step_jax import make_predict_fn
+    else:
+        from seq2exp.engine.step import make_predict_fn
+    return make_predict_fn(spec, model)
+
+
 def resolve_strategy(name: str = "auto", tpu: str | None = None,
                      collective_timeout_s: float | None = DEFAULT_COLLECTIVE_TIMEOUT_S):
     """`--strategy`: a tf.distribute strategy, or under JAX a `JaxPlacement` (distribution_jax's mapping)."""

@@ -174,3 +174,11 @@ def make_eval_step(spec: ModelSpec, model, strategy):
         return strategy.gather(strategy.run(replica, args=(batch, mask)), axis=0)
 
     return step
+
+
+def make_predict_fn(spec: ModelSpec, model):
+    """batch (numpy dict) -> (b,) float32 predictions, `spec.predict` (test-time averaging included) as one
+    tf.function traced once per batch shape instead of op by op."""
+    fn = tf.function(lambda batch: tf.reshape(tf.cast(spec.predict(model, batch, spec.inputs), tf.float32), [-1]),
+                     reduce_retracing=True)
+    return lambda batch: fn(batch).numpy()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import weakref
 from typing import TextIO
 
 import keras
@@ -17,7 +16,6 @@ from data_prep.sources import InputError, detect_format, iter_chunks, read_head,
 from seq2exp.engine.metrics import PredictionCollector
 from seq2exp.engine.registry import ModelSpec
 
-_PREDICT_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {spec name: compiled predict}
 #: the smallest padded batch: a handful of sequences still shares a compiled shape with other small calls
 MIN_PADDED_BATCH = 32
 
@@ -31,7 +29,8 @@ def padded_size(n: int) -> int:
 def predict_batch(model: keras.Model, spec: ModelSpec, batch: dict) -> np.ndarray:
     """(n,) float32 predictions of one batch through the model's compiled `spec.predict` (compiled once per model
     and padded shape; the padding rows are N sequences, dropped from the result)."""
-    fns = _PREDICT_FNS.setdefault(model, {})
+    # kept on the model itself (outside Keras' attribute tracking): freed with it, unlike a cache keyed by model
+    fns = model.__dict__.setdefault("_seq2exp_predict_fns", {})
     if spec.name not in fns:
         from seq2exp.engine.backend import predict_fn
 

@@ -186,3 +186,22 @@ def summary_lines(manifest: dict) -> list[str]:
         lines.append(f"  {info['path']}: {info.get('columns_summary', '')}; {info['written']:,} written, "
                      f"{info['rejected']:,} rejected{problems}")
     return lines
+
+
+def rejected_lines(folder: str, manifest: dict, first: int = 3) -> list[str]:
+    """The rejected records of a build as lines to print (a count per reason, then the first few), for a build
+    whose folder (and its rejected.tsv) is temporary and will be gone when the user looks."""
+    c = manifest["counts"]
+    if not c["rejected"]:
+        return []
+    reasons = ", ".join(f"{r} {n:,}" for r, n in c["rejected_by_reason"].items())
+    lines = [f"  {c['rejected']:,} rejected ({reasons}); the first:"]
+    with open(os.path.join(folder, "rejected.tsv")) as fh:
+        next(fh, None)
+        for row in fh:
+            path, line, reason, detail, text = (row.rstrip("\n").split("\t") + [""] * 5)[:5]
+            if line != "0":
+                lines.append(f"    {path}:{line}: {reason}: {detail}" + (f" ({text[:60]!r})" if text else ""))
+            if len(lines) > first:
+                break
+    return lines

@@ -12,7 +12,7 @@ import sys
 
 from data_prep.outputs import OutputRule
 from seq2exp.cli import config as run_config
-from seq2exp.cli.checks import UsageError, check_keras_file, check_labeled, check_model_config
+from seq2exp.cli.checks import UsageError, check_keras_file, check_label_range, check_labeled, check_model_config
 from seq2exp.cli.outputs import check_inputs_exist, exit_code, model_inputs, scratch_dir
 from seq2exp.cli.parsing import CommandParser, command_name, quiet_tensorflow
 from seq2exp.engine.registry import get_model_spec, load_all_models, model_names
@@ -181,6 +181,8 @@ def _evaluate(args) -> int:
     with scratch_dir("seq2exp-eval-", args.work) as work:  # removed on any exit unless --work was given
         manifests = prepare(args.data, spec.layout, work, split="none", group=False, keep_rejected=bool(args.work))
         check_labeled(manifests, "evaluated", "score unlabeled sequences with predict instead")
+        for m in manifests:
+            check_label_range([m], eval_split(m))
         for m, name in zip(manifests, dataset_labels(manifests)):
             r = evaluate_model(keras_model, spec, m, eval_split(m), args.batch_size)
             results[name] = r

@@ -12,7 +12,6 @@ CLI: ``python -m crmnet.convert SAVED_MODEL_DIR --out model.keras [--check-input
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -38,6 +37,7 @@ from crmnet.keras2_mapping import (  # noqa: F401  (re-exported)
     plan_mapping,
 )
 from crmnet.model import CRMnetConfig, build_crmnet
+from data_prep.command_line import Parser
 
 # --------------------------------------------------------------------------- conversion
 
@@ -164,7 +164,7 @@ def _check(model, args, seq_len) -> bool:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m crmnet.convert",
         description="Convert a Keras-2 CRMnet SavedModel (the released weights) into a Keras 3 .keras file.",
     )

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
+import sys
+
+from data_prep.errors import Seq2ExpError
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,3 +53,18 @@ def _number(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def one_line_errors(prog: str):
+    """Decorate a command's main(): an error the user acts on (Seq2ExpError: a refused output, a bad input) is
+    one line on stderr and exit 2, not a traceback."""
+    def wrap(main):
+        @functools.wraps(main)
+        def run(*args, **kwargs):
+            try:
+                return main(*args, **kwargs)
+            except Seq2ExpError as err:
+                print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+                return 2
+        return run
+    return wrap

@@ -8,7 +8,6 @@ trained model can then be scored against the noiseless truth on any sequence, mu
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gzip
 import json
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import alphabet
+from data_prep.command_line import Parser
 from data_prep.layouts import ADAPTER_3, ADAPTER_5  # noqa: E402  (the real constant adapters)
 
 VARIABLE_LEN = 80
@@ -290,7 +290,7 @@ def write_tsv(data: SimulatedData, path: str | Path, values: np.ndarray | None =
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.simulate",
+    parser = Parser(prog="python -m data_prep.simulate",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=20000, help="number of sequences (default 20000)")
     parser.add_argument("--seed", type=int, default=0, help="seed for sequences and noise (default 0)")

@@ -19,7 +19,6 @@ Library: ``convert_state_dict(state_dict, config=None)``, ``load_pth(path)``,
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -27,6 +26,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from data_prep.command_line import Parser
 from data_prep.errors import Seq2ExpError
 from legnet_tf.layers import cp_rank
 from legnet_tf.model import LegNetConfig, as_config, build_legnet
@@ -294,7 +294,7 @@ def load_checkpoint(path) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m legnet_tf.convert",
         description="Convert reference (PyTorch) LegNet weights to a Keras .keras model.")
     parser.add_argument("checkpoint", help="state_dict file: .pth/.pt/.ckpt (needs torch) or .npz")

@@ -12,7 +12,6 @@ the back-transformed mean Fisher z as the pooled r), the test the LegNet paper c
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from data_prep.command_line import Parser
 from seq2exp.engine import metrics as _m
 
 METRICS = ("pearson", "spearman", "r2", "mse", "mae")
@@ -286,7 +286,7 @@ def dream_score(y, p, subsets: dict) -> dict:
 
 def dream_main(argv: list[str] | None = None, prog: str = "seq2exp-report dream") -> int:
     """`seq2exp-report dream PRED --subsets JSON`: the DREAM score of a predictions table."""
-    p = argparse.ArgumentParser(prog=prog,
+    p = Parser(prog=prog,
                                 description="DREAM 2022 weighted Pearson/Spearman score of a predictions table.")
     p.add_argument("predictions", help="CSV/TSV with a measured and a predicted column (rows = subset indices)")
     p.add_argument("--subsets", required=True, metavar="FILE",

@@ -257,6 +257,14 @@ def report_main(argv: list[str] | None = None) -> int:
     prog = command_name("seq2exp-report")
     if argv[:1] == ["dream"]:
         return stats.dream_main(argv[1:], prog=f"{prog} dream")
-    print(f"usage: {prog} dream PREDICTIONS --subsets JSON  (report folders for a trained run: "
-          "seq2exp-evaluate RUN DATA... --report DIR)", file=sys.stderr)
+    usage = (f"usage: {prog} dream PREDICTIONS --subsets JSON [--score-json FILE]\n\n"
+             "The DREAM 2022 weighted Pearson/Spearman score of a predictions table "
+             f"({prog} dream --help for its flags).\nReport folders for a trained run: "
+             "seq2exp-evaluate RUN DATA... --report DIR\n\nexample:\n"
+             f"  {prog} dream predictions.tsv --subsets subsets.json --score-json score.json")
+    if argv[:1] in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    print(usage if not argv else f"{prog}: error: {argv[0]}: unknown report; the one report is 'dream' (see --help)",
+          file=sys.stderr)
     return 2

@@ -41,6 +41,7 @@ class Rejection:
     reason: str
     detail: str
     text: str = ""
+    id: str = ""  # a FASTA record's header name (the id column of predict's output)
 
 
 @dataclass
@@ -238,5 +239,8 @@ def parse_fasta_chunk(data: bytes, first_line: int, layout: Layout, hash_seed: i
             r.reason, r.detail = "empty_sequence", "FASTA record has no sequence"
     kept = set(parsed.line.tolist())
     parsed.ids = [name for name, ln in zip(ids, header_lines) if ln in kept]
+    names = dict(zip(header_lines, ids))
+    for r in parsed.rejections:
+        r.id = names.get(r.line, "")
     parsed.rejections = sorted(early + parsed.rejections, key=lambda r: r.line)
     return parsed

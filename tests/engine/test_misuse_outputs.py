@@ -191,3 +191,14 @@ def test_advisory_lock_refuses_a_second_holder_and_can_remove_its_file(tmp_path)
     release_lock(first, remove=True)
     assert not os.path.exists(lock)
     release_lock(advisory_lock(lock, "x", "building", "wait"))
+
+
+def test_predict_ids_of_invalid_fasta_records_are_their_headers(run_dir, tmp_path):
+    fa = tmp_path / "x.fa"
+    fa.write_text(">good one\nACGTACGTACGTTTGAACGT\n>bad_char\nACGTXXACGTACGTTTGA\n>empty\n>dots\nACGT.ACGTAC\n")
+    out = tmp_path / "p.tsv"
+    assert predict_main([str(run_dir), str(fa), "--predictions", str(out)]) == 0
+    rows = [r.split("\t") for r in out.read_text().splitlines()[1:]]
+    assert [r[2] for r in rows] == ["good one", "bad_char", "empty", "dots"]
+    assert rows[0][3] != "" and [r[3] for r in rows[1:]] == ["", "", ""]
+    assert rows[1][4].startswith("invalid_character") and rows[2][4].startswith("empty_sequence")

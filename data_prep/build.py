@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data_prep.command_line import Parser
-from data_prep.duplicates import POLICIES, Duplicates, apply_policy
+from data_prep.duplicates import MERGED, POLICIES, Duplicates, Merge, apply_policy
 from data_prep.duplicates import summary_line as duplicates_line
 from data_prep.errors import BuildError, BuildInterrupted
 from data_prep.input_plan import InputPlan, check_options, fail_or_skip, late_failures, plan_inputs, summary_lines
@@ -57,6 +57,9 @@ class Job:
     table: TableSpec | None
     layout: Layout
     split: SplitSpec
+    #: --duplicates average: this chunk's part of the merge plan (second pass); keys_only: the first pass
+    merge: Merge | None = None
+    keys_only: bool = False
 
 
 @dataclass
@@ -91,6 +94,10 @@ def process_chunk(job: Job) -> ChunkResult:
     else:
         p = parse_table_chunk(c.data, c.first_line, job.table, job.layout, job.split.hash_seed)
         records_in = c.data.count(b"\n")
+    if job.keys_only:
+        return ChunkResult(records_in, {}, {}, [], time.process_time() - start, p.key, p.label, p.line)
+    if job.merge is not None:
+        p.rejections = sorted(p.rejections + job.merge.apply(p), key=lambda r: r.line)
     if len(p.line) + len(p.rejections) != records_in:
         raise AssertionError(f"chunk at line {c.first_line}: records do not add up")  # never silently lose one
     folds = job.split.folds(p.hash)
@@ -193,19 +200,23 @@ class _Output:
         return self.shards
 
 
-def _jobs(plans: list[InputPlan], args, layout, split, problems):
+def _jobs(plans: list[InputPlan], args, layout, split, problems, merges=None, keys_only=False):
     for plan in plans:
         if plan.skipped:
             continue
         file_problems: list[InputProblem] = []
         fasta = plan.fmt == "fasta"
+        merge = (merges or {}).get(plan.index)
         try:
             for chunk in iter_chunks(plan.path, plan.index, args.chunk_bytes, fasta, plan.skip_lines, file_problems):
-                yield Job(chunk, fasta, plan.table, layout, split)
+                part = merge and merge.lines(chunk.first_line, chunk.first_line + chunk.data.count(b"\n"))
+                yield Job(chunk, fasta, plan.table, layout, split, part or None, keys_only)
         except InputError as err:
             file_problems.append(InputProblem(0, err.reason, str(err)))
         except OSError as err:
             raise BuildError(f"{plan.path}: cannot read ({err.strerror or err})") from None
+        if keys_only:
+            continue  # the first pass of --duplicates average: the second one records the problems
         for pr in file_problems:
             plan.info["problems"].append({"line": pr.line, "reason": pr.reason, "detail": pr.detail})
             problems.append((plan.path, pr))
@@ -246,7 +257,8 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
         raise BuildError(f"--records-per-shard must be at least 1, got {args.records_per_shard}")
     split = SplitSpec(args.split, args.n_folds, args.hash_seed, tuple(args.val_folds), tuple(args.test_folds),
                       args.val_fraction, args.test_fraction, args.split_seed)
-    apply_policy(getattr(args, "duplicates", "keep"), {"conflicting_sequences": 0})  # a valid policy
+    policy = getattr(args, "duplicates", "keep")
+    apply_policy(policy, {"conflicting_sequences": 0})  # a valid policy
     out = output_path(out)
     try:  # a second build into the same --out while this one runs is refused (the lock file sits beside --out)
         lock = advisory_lock(_lock_file(out), out, "building into this folder",
@@ -258,9 +270,19 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
         plans = plan_inputs(inputs, args)
         remove_stale(out)
         with interruptible():
-            return _build(plans, out, args, layout, split)
+            merges, counted = _average_plan(plans, args, layout, split) if policy == "average" else (None, None)
+            return _build(plans, out, args, layout, split, merges, counted)
     finally:
         release_lock(lock, remove=True)
+
+
+def _average_plan(plans: list[InputPlan], args, layout, split):
+    """--duplicates average, first pass: parse every input (nothing written) to find the copies of each sequence."""
+    repeats, paths = Duplicates(), [p.path for p in plans]
+    workers = args.workers if sum(os.path.getsize(p) for p in paths) > 2 * args.chunk_bytes else 1
+    for job, res in _ordered(_jobs(plans, args, layout, split, [], keys_only=True), workers):
+        repeats.add(res.keys, res.labels, job.chunk.file_index, res.lines)
+    return repeats.merge_plan(paths), repeats.count(paths)
 
 
 def _lock_file(out: str) -> str:
@@ -268,7 +290,8 @@ def _lock_file(out: str) -> str:
     return os.path.join(parent, f".{base}.lock")
 
 
-def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitSpec) -> dict:
+def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitSpec, merges=None,
+           counted=None) -> dict:
     inputs = [p.path for p in plans]
     tmp = f"{out}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -288,7 +311,7 @@ def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitS
 
             def rejected(path: str, r: Rejection) -> None:
                 msg = f"{path}:{r.line}: {r.reason}: {r.detail}"
-                if args.strict:
+                if args.strict and r.reason != MERGED:
                     raise BuildError(msg)
                 text = r.text.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r")
                 rej.write(f"{path}\t{r.line}\t{r.reason}\t{r.detail}\t{text}\n")
@@ -297,7 +320,7 @@ def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitS
             last_report = time.time()
             # small inputs are not worth starting worker processes for
             workers = args.workers if sum(os.path.getsize(p) for p in inputs) > 2 * args.chunk_bytes else 1
-            for job, res in _ordered(_jobs(plans, args, layout, split, problems), workers):
+            for job, res in _ordered(_jobs(plans, args, layout, split, problems, merges), workers):
                 plan = plans[job.chunk.file_index]
                 path = plan.path
                 plan.count(res.records_in, sum(seg.records for seg in res.segments.values()), res.rejections)
@@ -343,7 +366,7 @@ def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitS
             raise AssertionError("records in != written + rejected")  # an invariant, never expected
         if len(labeled) > 1:
             raise BuildError("inputs mix labeled and unlabeled records; build them separately")
-        duplicates = repeats.count(inputs)
+        duplicates = counted or repeats.count(inputs)  # average: what the first pass found (now merged)
         apply_policy(getattr(args, "duplicates", "keep"), duplicates)
         has_label = labeled == {True}
         fasta = any(p.fmt == "fasta" and not p.skipped for p in plans)
@@ -405,8 +428,10 @@ def parser(prog: str = "python -m data_prep.build") -> argparse.ArgumentParser:
                    help="expression column name or index; 'none' for unlabeled (default: found from the header "
                         "and content)")
     g.add_argument("--duplicates", default="keep", choices=POLICIES,
-                   help="sequences that occur more than once with different labels: keep every record, or refuse "
-                        "the build (default: keep; the manifest and the summary always count them)")
+                   help="sequences that occur more than once: keep every record; average: one record per sequence "
+                        "labelled with the mean (later copies listed in rejected.tsv as duplicate_merged); refuse "
+                        "the build if copies have different labels (default: keep; the manifest and the summary "
+                        "always count them)")
     g = p.add_argument_group("splits")
     g.add_argument("--split", default="hash", choices=["hash", "random", "none"],
                    help="hash: folds by a hash of the sequence (copies of a sequence share a fold); random; none: "

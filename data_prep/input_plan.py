@@ -157,7 +157,8 @@ def late_failures(plans: list[InputPlan], problems: list) -> list[tuple[str, str
         info = plan.info
         mine = [pr for path, pr in problems if path == plan.path]
         out += [(plan.path, pr.reason, pr.detail) for pr in mine]
-        if info["written"] == 0 and info["records_in"] > 0:
+        merged = plan.reasons.get("duplicate_merged", 0)  # --duplicates average: copies of records kept elsewhere
+        if info["written"] == 0 and info["records_in"] > merged:
             top = ", ".join(f"{r} {n:,}" for r, n in plan.reasons.most_common(3))
             first = plan.first_rejection
             example = f"; first at line {first.line}: {first.detail}" if first else ""

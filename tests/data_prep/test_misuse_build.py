@@ -135,3 +135,37 @@ def test_every_build_flag_has_help_with_its_real_default():
         assert action.help, action.option_strings
         if action.option_strings and action.default not in (None, False) and action.dest != "help":
             assert "default" in action.help, action.option_strings
+
+
+def test_average_keeps_one_record_per_sequence_with_the_mean(tmp_path, capsys):
+    from tests.data_prep.util import decode_all
+
+    src = _dups(tmp_path)
+    assert main([str(src), "--out", str(tmp_path / "out"), "--duplicates", "average", "--workers", "1",
+                 "--split", "none"]) == 0
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert m["counts"]["written"] == 4 and m["counts"]["rejected_by_reason"] == {"duplicate_merged": 3}
+    assert m["counts"]["duplicates"]["policy"] == "average" and m["counts"]["duplicates"]["records_repeated"] == 3
+    labels = {r["seq"].rstrip("N"): r["label"] for r in decode_all(tmp_path / "out")["all"]}
+    assert labels == {SEQS[0]: 1.0, SEQS[1]: 3.0, SEQS[2]: 3.0, SEQS[3]: 4.0}  # SEQS[1]: mean of 2, 5, 2
+    rejected = (tmp_path / "out" / "rejected.tsv").read_text().splitlines()[1:]
+    assert [r.split("\t")[1:4] for r in rejected] == [
+        ["3", "duplicate_merged", f"averaged into {src}:1 (2 copies, mean 1)"],
+        ["5", "duplicate_merged", f"averaged into {src}:2 (3 copies, mean 3)"],
+        ["7", "duplicate_merged", f"averaged into {src}:2 (3 copies, mean 3)"]]
+    assert "3 extra records, merged into the first copy, labelled with the mean" in capsys.readouterr().out
+
+
+def test_average_across_chunks_workers_and_files(tmp_path):
+    from data_prep.simulate import simulate, write_tsv
+
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    write_tsv(simulate(500, seed=4), a)
+    lines = a.read_text().splitlines(keepends=True)
+    seq, label = lines[10].rstrip("\n").split("\t")[:2]
+    b.write_text(f"sequence\texpression\n{seq}\t{float(label) + 2}\n")
+    m = run_build([a, b], tmp_path / "out", "--workers", "2", "--chunk-bytes", "4000", "--duplicates", "average")
+    assert m["counts"]["rejected_by_reason"].get("duplicate_merged") == m["counts"]["duplicates"]["records_repeated"]
+    assert m["counts"]["records_in"] == m["counts"]["written"] + m["counts"]["rejected"]
+    rejected = (tmp_path / "out" / "rejected.tsv").read_text()
+    assert f"{b}\t2\tduplicate_merged\taveraged into {a}:11 (2 copies, mean {float(label) + 1:g})" in rejected

@@ -31,6 +31,9 @@ RUN_ENTRIES = ("config.yaml", "config.yaml.tmp", "history.json", "history.csv", 
                "pretrain", "finetune", "demo", "datasets.json", LOCK)
 
 
+_TRAINED = ("history.json", "model.keras", "checkpoints", "pretrain", "finetune")
+
+
 class OutputError(Seq2ExpError, ValueError):
     """An output path a command must not write; the message names the flag, the file and what to do instead."""
 
@@ -49,9 +52,13 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def is_run_folder(folder: str) -> bool:
-    """A training's run folder: it holds the training's lock file, or a config.yaml naming a model."""
+    """A training's run folder: it holds the lock file every training takes, or a config.yaml naming a model
+    next to what a training leaves (history.json, model.keras, checkpoints/, pretrain/, finetune/). A project
+    folder that merely keeps a config.yaml for `--config` is not one."""
     if os.path.isfile(os.path.join(folder, LOCK)):
         return True
+    if not any(os.path.exists(os.path.join(folder, m)) for m in _TRAINED):
+        return False
     try:
         with open(os.path.join(folder, "config.yaml"), errors="replace") as fh:
             return re.search(r"^model:", fh.read(1 << 16), re.M) is not None

@@ -60,8 +60,10 @@ def test_legnet_convert_out_follows_the_output_rule(tiny_npz, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("model: legnet\n")
+    (run / ".seq2exp.lock").write_text("")
     assert legnet_convert.main(args + ["--out", str(run / "model.keras"), "--overwrite"]) == 2
-    assert "belongs to the run folder" in _one_line(capsys) and sorted(os.listdir(run)) == ["config.yaml"]
+    assert "belongs to the run folder" in _one_line(capsys)
+    assert sorted(os.listdir(run)) == [".seq2exp.lock", "config.yaml"]
     assert legnet_convert.main(args + ["--out", str(out)]) == 0
     first = out.read_bytes()
     capsys.readouterr()

@@ -158,6 +158,12 @@ def test_the_rule_itself(tmp_path):
     assert run_owner(str(run / "pretrain" / "checkpoints" / "ckpt-1")) == (str(run), "pretrain")
     assert run_owner(str(run / "notes.txt")) is None
     assert run_owner(str(tmp_path / "config.yaml")) is None  # no run folder above
+    project = tmp_path / "project"  # a config.yaml kept for --config next to data/ is no run folder
+    (project / "data").mkdir(parents=True)
+    (project / "config.yaml").write_text("model: crmnet\ndata: [data/train.tsv]\n")
+    assert run_owner(str(project / "data" / "preds.tsv")) is None
+    (project / ".seq2exp.lock").write_text("")  # ... until a training has used it
+    assert run_owner(str(project / "data" / "preds.tsv")) == (str(project), "data")
     link = tmp_path / "link.keras"
     (run / "model.keras").write_text("x")
     link.symlink_to(run / "model.keras")
@@ -170,7 +176,7 @@ def test_the_rule_itself(tmp_path):
     with pytest.raises(RuntimeError), rule.open(str(out)) as fh:
         fh.write("half")
         raise RuntimeError("stop")
-    assert not out.exists() and sorted(os.listdir(tmp_path)) == ["link.keras", "run"]
+    assert not out.exists() and sorted(os.listdir(tmp_path)) == ["link.keras", "project", "run"]
     strict = OutputRule([], overwrite=False)
     with strict.open(str(out)) as fh:
         fh.write("1")

@@ -101,3 +101,16 @@ def test_converter_flags_are_never_guessed(tmp_path, capsys, flag, hint):
         legnet_convert.main([str(tmp_path / "w.pth"), flag, "x"])
     assert stop.value.code == 2
     assert f"{flag}: unknown flag; did you mean {hint}?" in _one_line(capsys)
+
+
+def test_converter_help_prints_no_tensorflow_lines():
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(PYTHONPATH=root, KERAS_BACKEND="tensorflow")
+    proc = subprocess.run([sys.executable, "-m", "legnet_tf.convert", "--help"], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "--overwrite" in proc.stdout and "--verbose" in proc.stdout
+    assert proc.stderr == ""

@@ -169,3 +169,17 @@ def test_average_across_chunks_workers_and_files(tmp_path):
     assert m["counts"]["records_in"] == m["counts"]["written"] + m["counts"]["rejected"]
     rejected = (tmp_path / "out" / "rejected.tsv").read_text()
     assert f"{b}\t2\tduplicate_merged\taveraged into {a}:11 (2 copies, mean {float(label) + 1:g})" in rejected
+
+
+def test_simulate_follows_the_output_rule(tmp_path, capsys):
+    from data_prep import simulate
+
+    out = tmp_path / "sim.tsv"
+    assert simulate.main(["--n", "50", "--out", str(out)]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["sim.truth.json", "sim.tsv"]
+    before = out.read_bytes()
+    assert simulate.main(["--n", "60", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[-1] and "exists; pass --overwrite" in err[-1] and out.read_bytes() == before
+    assert simulate.main(["--n", "60", "--out", str(out), "--overwrite"]) == 0
+    assert len(out.read_text().splitlines()) == 60

@@ -33,6 +33,9 @@ import sys
 
 import numpy as np
 
+from data_prep.command_line import Parser, one_line_errors
+from data_prep.outputs import OutputRule
+
 #: The published configuration, in ``crmnet.CRMnetConfig`` keys (the fields this builder uses).
 PUBLISHED = {
     "seq_len": 112,
@@ -340,8 +343,9 @@ def write_reference(out_dir, config=None, seed=0, num_sequences=64, train_batch=
     return summary
 
 
+@one_line_errors("python -m benchmarks.crmnet_keras2_reference")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.crmnet_keras2_reference", description=__doc__,
+    parser = Parser(prog="python -m benchmarks.crmnet_keras2_reference", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="published")
@@ -352,6 +356,7 @@ def main(argv=None) -> int:
                         help="decoders concatenate [skip, upsampled] (the spec's order is [upsampled, skip])")
     args = parser.parse_args(argv)
     config = dict(PRESETS[args.preset], **(json.loads(args.config) if args.config else {}))
+    OutputRule().check_folder(args.out, "--out")  # a new or empty folder: nothing in it is replaced
     os.makedirs(args.out, exist_ok=True)
     summary = write_reference(args.out, config, seed=args.seed, num_sequences=args.num_sequences,
                               skip_first=args.skip_first)

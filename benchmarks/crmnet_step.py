@@ -38,6 +38,8 @@ import time
 from benchmarks.env_info import environment
 from benchmarks.legnet_step import synthetic_batches
 from benchmarks.step_engines import current_rss
+from data_prep.command_line import Parser, one_line_errors
+from data_prep.outputs import OutputRule
 
 SEQ_LEN = 112
 MARK = "@@crmnet_step "  # protocol lines of the Keras-2 worker start with this (its stdout also gets logs)
@@ -262,7 +264,7 @@ def markdown(rows: list) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.crmnet_step", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m benchmarks.crmnet_step", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--batch-sizes", default="256,1024", help="comma-separated batch sizes")
     p.add_argument("--preset", choices=("published", "small", "tiny"), default="published",
@@ -279,6 +281,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default="bench_out/crmnet_step", help="output folder")
     p.add_argument("--out", default=None, help="JSON results file (default: WORK/results.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     p.add_argument("--one-at-a-time", action="store_true",
                    help="never run both sides' processes at once (each peaks at ~10 GB at batch 1024 for the "
                         "published model): alternate --blocks blocks of one worker process each, every block with "
@@ -289,6 +292,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@one_line_errors("python -m benchmarks.crmnet_step")
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -304,6 +308,9 @@ def main(argv=None) -> int:
         raise SystemExit("--blocks must be >= 1")
     args.config = json.dumps(preset_config(args.preset))
     os.makedirs(args.work, exist_ok=True)
+    out = args.out or os.path.join(args.work, "results.json")
+    rule = OutputRule(overwrite=args.overwrite)
+    rule.check_file(out, "--out")  # before the long work
     env = environment(backend="tensorflow")
     load_before, t_start = os.getloadavg(), time.time()
     print(f"{env['cpu_model']}, {env['os_cpu_count']} cores; TF {env['tensorflow']} / Keras {env['keras']}; "
@@ -316,9 +323,7 @@ def main(argv=None) -> int:
                peak_rss_gb_workers=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2))
     table = markdown(rows)
     print(table)
-    out = args.out or os.path.join(args.work, "results.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as fh:
+    with rule.open(out, flag="--out") as fh:
         json.dump({"benchmark": "crmnet_step", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings": vars(args),
                    "env": env, "results": rows, "markdown": table}, fh, indent=2)
     print(f"wrote {out}", file=sys.stderr)

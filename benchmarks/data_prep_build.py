@@ -11,12 +11,14 @@ average (`os.getloadavg`) is recorded next to every run.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
+
+from data_prep.command_line import Parser, one_line_errors
+from data_prep.outputs import OutputRule
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,8 +46,9 @@ def run_build(tsv: str, out: str, layout: str, workers: int, tree: str = HERE) -
             "peak_rss_mb": round(int(res.stdout.split()[-1]) / 1024), "load_1min": round(load, 2)}
 
 
+@one_line_errors("python -m benchmarks.data_prep_build")
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.data_prep_build", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m benchmarks.data_prep_build", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=3_000_000)
     p.add_argument("--workers", default="2", help="comma-separated worker counts")
     p.add_argument("--layouts", default="crmnet,legnet")
@@ -54,7 +57,11 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds of every configuration")
     p.add_argument("--memory-sizes", default="", help="extra input sizes for the memory-scaling check, e.g. 250000")
     p.add_argument("--work", default="bench_out/data_prep")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     args = p.parse_args(argv)
+    rule = OutputRule(overwrite=args.overwrite)
+    os.makedirs(args.work, exist_ok=True)
+    rule.check_file(os.path.join(args.work, "results.json"), "--work")  # before the long work
     from data_prep.simulate import simulate, write_tsv
 
     trees = [("current", HERE)] + [tuple(c.split("=", 1)) for c in args.compare]
@@ -76,7 +83,7 @@ def main(argv=None) -> int:
                       f"seq/s, CPU s workers {r['worker_cpu_s']} main {r['main_cpu_s']}, "
                       f"{r['bytes_per_record']:6.2f} B/record ({r['compression']})  peak RSS "
                       f"{r['peak_rss_mb']} MB  ({r['seconds']} s, load {r['load_1min']})", flush=True)
-    with open(os.path.join(args.work, "results.json"), "w") as fh:
+    with rule.open(os.path.join(args.work, "results.json"), flag="--work") as fh:
         json.dump({"cores": os.cpu_count(), "trees": dict(trees), "results": rows}, fh, indent=2)
     return 0
 

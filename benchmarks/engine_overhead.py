@@ -28,6 +28,8 @@ import time
 from benchmarks.crmnet_step import summary
 from benchmarks.env_info import environment
 from benchmarks.step_engines import synthetic_records
+from data_prep.command_line import Parser, one_line_errors
+from data_prep.outputs import OutputRule
 
 
 class Engine:
@@ -115,7 +117,7 @@ def markdown(rows: list) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.engine_overhead", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m benchmarks.engine_overhead", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--models", default="crmnet,legnet", help="comma-separated registry models")
     p.add_argument("--preset", default="tiny", help="the models' registry preset")
@@ -127,9 +129,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default="bench_out/engine_overhead")
     p.add_argument("--out", default=None, help="JSON results file (default: WORK/results.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     return p
 
 
+@one_line_errors("python -m benchmarks.engine_overhead")
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -137,6 +141,9 @@ def main(argv=None) -> int:
     if args.warmup < 0 or args.steps < 1 or not args.spe or min(args.spe) < 1:
         raise SystemExit("--warmup must be >= 0, --steps >= 1 and every --steps-per-execution >= 1")
     os.makedirs(args.work, exist_ok=True)
+    out = args.out or os.path.join(args.work, "results.json")
+    rule = OutputRule(overwrite=args.overwrite)
+    rule.check_file(out, "--out")  # before the long work
     env = environment(backend="tensorflow")
     load_before, t0 = os.getloadavg(), time.time()
     rows = []
@@ -147,10 +154,8 @@ def main(argv=None) -> int:
     env.update(load_average_before=load_before, load_average_after=os.getloadavg(), wall_s=round(time.time() - t0, 1))
     table = markdown(rows)
     print(table)
-    out = args.out or os.path.join(args.work, "results.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     settings = {k: v for k, v in vars(args).items()}
-    with open(out, "w") as fh:
+    with rule.open(out, flag="--out") as fh:
         json.dump({"benchmark": "engine_overhead", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    "settings": settings, "env": env, "results": rows, "markdown": table}, fh, indent=2)
     print(f"wrote {out}", file=sys.stderr)

@@ -9,11 +9,13 @@ the environment (`benchmarks.env_info`).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
+
+from data_prep.command_line import Parser, one_line_errors
+from data_prep.outputs import OutputRule
 
 
 def ensure_dataset(root: str, n: int, layout: str) -> str:
@@ -57,8 +59,9 @@ def time_reader(folder: str, batch: int, seconds: float, training: bool, shuffle
     return {"sequences": n, "seconds": round(dt, 3), "sequences_per_s": round(n / dt)}
 
 
+@one_line_errors("python -m benchmarks.input_pipeline")
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.input_pipeline", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m benchmarks.input_pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=1_000_000, help="simulated sequences in the dataset")
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--seconds", type=float, default=15.0, help="timed window per configuration")
@@ -68,8 +71,12 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="bench_out/input_pipeline", help="where datasets are built and kept")
     p.add_argument("--results-json", default=None, metavar="FILE",
                    help="write the results as JSON to this file (default: WORK/results.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     args = p.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
+    out = args.results_json or os.path.join(args.work, "results.json")
+    rule = OutputRule(overwrite=args.overwrite)
+    rule.check_file(out, "--results-json")  # before the long work
     from benchmarks.env_info import environment
 
     results = []
@@ -85,8 +92,7 @@ def main(argv=None) -> int:
                 print(f"{layout:7s} {reader:7s} batch {args.batch} shuffle={training!s:5s} "
                       f"{r['sequences_per_s']:>10,} seq/s (load {load:.2f})", flush=True)
     env = environment("tensorflow" if "tf.data" in args.readers else "numpy")
-    out = args.results_json or os.path.join(args.work, "results.json")
-    with open(out, "w") as fh:
+    with rule.open(out, flag="--results-json") as fh:
         json.dump({"env": env, "results": results}, fh, indent=2)
     print(f"wrote {out}")
     return 0

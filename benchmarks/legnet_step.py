@@ -35,6 +35,8 @@ import tempfile
 import time
 
 from benchmarks.env_info import environment as _environment
+from data_prep.command_line import Parser, one_line_errors
+from data_prep.outputs import OutputRule
 
 PAPER_PARAMS = 1_852_846
 
@@ -217,7 +219,7 @@ def markdown(rows: list) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.legnet_step", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m benchmarks.legnet_step", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--batch-sizes", default="1024", help="comma-separated batch sizes, e.g. 1024 or 128,1024")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per framework first (tracing, compiling)")
@@ -238,9 +240,11 @@ def parser() -> argparse.ArgumentParser:
                    help="output folder; the Trainers' (unused) run dirs go to a temporary folder inside it")
     p.add_argument("--results-json", default=None, metavar="FILE",
                    help="write the results as JSON to this file (default: WORK/results.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     return p
 
 
+@one_line_errors("python -m benchmarks.legnet_step")
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.warmup < 0 or args.steps < 1:
@@ -248,6 +252,9 @@ def main(argv=None) -> int:
     batches = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.makedirs(args.work, exist_ok=True)
+    out = args.results_json or os.path.join(args.work, "results.json")
+    rule = OutputRule(overwrite=args.overwrite)
+    rule.check_file(out, "--results-json")  # before the long work
     import tensorflow as tf  # noqa: F401  (import before torch: its thread settings stay TF's defaults)
     import torch
 
@@ -270,11 +277,9 @@ def main(argv=None) -> int:
                peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))
     table = markdown(rows)
     print(table)
-    out = args.results_json or os.path.join(args.work, "results.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     settings = {k: v for k, v in vars(args).items()}
     settings["model_config"] = config or "paper"
-    with open(out, "w") as fh:
+    with rule.open(out, flag="--results-json") as fh:
         json.dump({"benchmark": "legnet_step", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings": settings,
                    "env": env, "results": rows, "markdown": table}, fh, indent=2)
     print(f"wrote {out}", file=sys.stderr)

@@ -6,13 +6,14 @@ TensorFlow and a JAX run, or two machines, into one table and one plot.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import os
 import sys
 
+from data_prep.command_line import Parser, one_line_errors
+from data_prep.outputs import OutputRule
 from seq2exp.engine.settings import PRECISIONS as PRECISION_ORDER
 
 CSV_FIELDS = (
@@ -37,8 +38,8 @@ def _cell(v):
     return "" if v is None else v
 
 
-def write_csv(rows: list, path: str) -> str:
-    with open(path, "w", newline="") as fh:
+def write_csv(rows: list, path: str, rule: OutputRule | None = None) -> str:
+    with (rule or OutputRule(overwrite=True)).open(path) as fh:
         w = csv.DictWriter(fh, fieldnames=list(CSV_FIELDS), extrasaction="ignore", restval="")
         w.writeheader()
         for r in rows:
@@ -46,8 +47,8 @@ def write_csv(rows: list, path: str) -> str:
     return path
 
 
-def write_json(payload: dict, path: str) -> str:
-    with open(path, "w") as fh:
+def write_json(payload: dict, path: str, rule: OutputRule | None = None) -> str:
+    with (rule or OutputRule(overwrite=True)).open(path) as fh:
         json.dump(payload, fh, indent=1, default=str)
     return path
 
@@ -216,32 +217,48 @@ def markdown_document(payload: dict) -> str:
         table1_markdown(rows), "", "Details:", "", details_markdown(rows), ""])
 
 
-def write_all(payload: dict, out_dir: str, name: str, with_plot: bool = True) -> list:
-    """CSV + JSON + Markdown (+ PNG) into out_dir; returns the paths."""
-    os.makedirs(out_dir, exist_ok=True)
+def result_paths(out_dir: str, name: str) -> list[str]:
+    """The files `write_all` writes (checked by the commands before their long work)."""
     stem = os.path.join(out_dir, name)
-    paths = [write_csv(payload["results"], stem + ".csv"), write_json(payload, stem + ".json")]
-    with open(stem + ".md", "w") as fh:
+    return [stem + ext for ext in (".csv", ".json", ".md", ".png")]
+
+
+def write_all(payload: dict, out_dir: str, name: str, with_plot: bool = True, rule: OutputRule | None = None) -> list:
+    """CSV + JSON + Markdown (+ PNG) into out_dir, each whole or not at all; returns the paths. `rule`
+    (data_prep.outputs) says what may be replaced; without one an existing file is replaced."""
+    rule = rule or OutputRule(overwrite=True)
+    os.makedirs(out_dir, exist_ok=True)
+    csv_path, json_path, md_path, png_path = result_paths(out_dir, name)
+    paths = [write_csv(payload["results"], csv_path, rule), write_json(payload, json_path, rule)]
+    with rule.open(md_path) as fh:
         fh.write(markdown_document(payload))
-    paths.append(stem + ".md")
+    paths.append(md_path)
     if with_plot and payload["results"]:
-        paths.append(plot(payload["results"], stem + ".png"))
+        with rule.staged(png_path) as tmp:
+            plot(payload["results"], tmp)
+        paths.append(png_path)
     return paths
 
 
+@one_line_errors("python -m benchmarks.report")
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
     p.add_argument("results", nargs="+", help="step_time JSON files")
     p.add_argument("--out-dir", default="bench_out/step_time")
     p.add_argument("--name", default="combined")
+    p.add_argument("--overwrite", action="store_true", help="replace existing result files")
     args = p.parse_args(argv)
+    rule = OutputRule(args.results, overwrite=args.overwrite)
+    os.makedirs(args.out_dir, exist_ok=True)
+    for path in result_paths(args.out_dir, args.name):
+        rule.check_file(path, "--out-dir/--name")
     payloads = []
     for path in args.results:
         with open(path) as fh:
             payloads.append(json.load(fh))
     merged = {**payloads[0], "command": " + ".join(x.get("command", "") for x in payloads),
               "results": [r for x in payloads for r in x["results"]]}
-    for path in write_all(merged, args.out_dir, args.name):
+    for path in write_all(merged, args.out_dir, args.name, rule=rule):
         print(f"wrote {path}")
     return 0
 

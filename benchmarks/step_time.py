@@ -40,6 +40,8 @@ import traceback
 
 from benchmarks.env_info import environment, load_average, summary_line
 from benchmarks.step_engines import RSSSampler, oom_reason, synthetic_records
+from data_prep.command_line import Parser, one_line_errors
+from data_prep.outputs import OutputRule
 from seq2exp.engine.settings import PRECISIONS
 
 #: the CRMnet paper's complex-medium training set (~30.7 M sequences), the size its epoch times are for
@@ -51,7 +53,7 @@ class MemoryGuard(Exception):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.step_time", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m benchmarks.step_time", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("what to time")
     g.add_argument("--models", default="all", help="comma-separated registry model names, or 'all'")
@@ -103,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--out-dir", default="bench_out/step_time")
     g.add_argument("--name", default="step_time", help="file stem of the CSV/JSON/MD/PNG")
     g.add_argument("--no-plot", action="store_true")
+    g.add_argument("--overwrite", action="store_true", help="replace existing result files of this --name")
     return p
 
 
@@ -377,6 +380,7 @@ def _sweep(args, ctx: dict, precisions: list, jits: list, batches: list, done=la
     return rows
 
 
+@one_line_errors("python -m benchmarks.step_time")
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -398,6 +402,9 @@ def main(argv=None) -> int:
     env = environment(backend)
     print(summary_line(env), file=sys.stderr)
     os.makedirs(args.out_dir, exist_ok=True)
+    rule = OutputRule(overwrite=args.overwrite)
+    for path in report.result_paths(args.out_dir, args.name):
+        rule.check_file(path, "--out-dir/--name")  # before the long work
     specs = {m: get_model_spec(m) for m in models}
     data = {} if args.synthetic_input else _datasets(args, {s.layout for s in specs.values()}, args.out_dir)
     rows, t_start = [], time.time()
@@ -411,7 +418,7 @@ def main(argv=None) -> int:
                 "results": rows}
 
     def partial(row) -> None:  # after every configuration: a killed sweep keeps what it measured
-        report.write_all({**payload(), "partial": True}, args.out_dir, args.name, with_plot=False)
+        report.write_all({**payload(), "partial": True}, args.out_dir, args.name, with_plot=False, rule=rule)
 
     with tempfile.TemporaryDirectory(prefix="trainer_runs_", dir=args.out_dir) as runs:
         for k, (name, spec) in enumerate(specs.items()):
@@ -431,7 +438,7 @@ def main(argv=None) -> int:
                 ctx.update(_strategy_fields(args, env, name, sname, strategies.get(sname), params))
                 _sweep(args, ctx, precisions, jits, batches, done=lambda row: (rows.append(row), partial(row)))
     env.update(load_average_end=load_average(), wall_s=round(time.time() - t_start, 1))
-    paths = report.write_all(payload(), args.out_dir, args.name, with_plot=not args.no_plot)
+    paths = report.write_all(payload(), args.out_dir, args.name, with_plot=not args.no_plot, rule=rule)
     print(report.table1_markdown(rows))
     for p in paths:
         print(f"wrote {p}", file=sys.stderr)

@@ -12,15 +12,20 @@ CLI: ``python -m crmnet.convert SAVED_MODEL_DIR --out model.keras [--check-input
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
-import keras
-import numpy as np
+from data_prep.command_line import Parser, one_line_errors, quiet_tensorflow
+from data_prep.outputs import OutputRule
 
-from crmnet.keras2_checkpoint import (  # noqa: F401  (re-exported: part of this module's API)
+if __name__ == "__main__":  # before Keras starts TensorFlow: its C++ start-up lines only with --verbose
+    quiet_tensorflow("--verbose" in sys.argv[1:])
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from crmnet.keras2_checkpoint import (  # noqa: E402, F401  (re-exported: part of this module's API)
     Keras2Checkpoint,
     Keras2Layer,
     Keras2Variable,
@@ -28,7 +33,7 @@ from crmnet.keras2_checkpoint import (  # noqa: F401  (re-exported: part of this
     read_keras2_checkpoint,
     resolve_checkpoint_prefix,
 )
-from crmnet.keras2_mapping import (  # noqa: F401  (re-exported)
+from crmnet.keras2_mapping import (  # noqa: E402, F401  (re-exported)
     CheckpointMappingError,
     MappingEntry,
     MappingReport,
@@ -37,7 +42,13 @@ from crmnet.keras2_mapping import (  # noqa: F401  (re-exported)
     model_units,
     plan_mapping,
 )
-from crmnet.model import CRMnetConfig, build_crmnet
+from crmnet.model import CRMnetConfig, build_crmnet  # noqa: E402
+from data_prep.errors import Seq2ExpError  # noqa: E402
+
+
+class CheckpointFileError(Seq2ExpError, ValueError):
+    """The input is not a Keras-2 checkpoint this converter can read (named, with what to give instead)."""
+
 
 # --------------------------------------------------------------------------- conversion
 
@@ -75,11 +86,18 @@ def convert_checkpoint(saved_model_dir_or_checkpoint_prefix, config=None) -> ker
         CheckpointMappingError: when the checkpoint and the model disagree.
     """
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
-    checkpoint = read_keras2_checkpoint(saved_model_dir_or_checkpoint_prefix)
+    source = os.fspath(saved_model_dir_or_checkpoint_prefix)
+    try:
+        checkpoint = read_keras2_checkpoint(source)
+        reader = tf.train.load_checkpoint(checkpoint.source)
+    except (tf.errors.OpError, DecodeError) as err:  # e.g. "not an sstable (bad magic number)"
+        why = (str(getattr(err, "message", err)).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise CheckpointFileError(f"{source}: not a Keras-2 checkpoint ({why}); give the released CRMnet SavedModel "
+                                  "folder, its variables/ folder or a checkpoint prefix") from None
     model = build_crmnet(as_config(config), dtype="float32")
     report = plan_mapping(checkpoint, model)
-    reader = tf.train.load_checkpoint(checkpoint.source)
     dtypes = reader.get_variable_to_dtype_map()
     not_float = [e.checkpoint_key for e in report if not dtypes[e.checkpoint_key].is_floating]
     if not_float:
@@ -95,9 +113,9 @@ def convert_checkpoint(saved_model_dir_or_checkpoint_prefix, config=None) -> ker
     return model
 
 
-def write_report(report, path):
+def write_report(report, path, rule: OutputRule | None = None):
     """TSV: checkpoint key, Keras-2 source (object path and name), our weight path, shape, transform."""
-    with open(path, "w") as handle:
+    with (rule or OutputRule(overwrite=True)).open(path, flag="--report") as handle:
         handle.write("checkpoint_key\tkeras2_source\tweight\tshape\ttransform\n")
         for entry in report:
             shape = ",".join(str(d) for d in entry.shape)
@@ -163,22 +181,28 @@ def _check(model, args, seq_len) -> bool:
     return ok
 
 
+@one_line_errors("python -m crmnet.convert")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m crmnet.convert",
         description="Convert a Keras-2 CRMnet SavedModel (the released weights) into a Keras 3 .keras file.",
+        epilog="example: python -m crmnet.convert CRMnet_saved_model/ --out crmnet.keras --check-input seqs.tsv",
     )
     parser.add_argument("saved_model", help="SavedModel directory, its variables/ folder, or a checkpoint prefix")
-    parser.add_argument("--out", required=True, help="output .keras file")
-    parser.add_argument("--config", help="CRMnetConfig as a JSON string or JSON file (default: published)")
-    parser.add_argument("--report", help="write the key -> weight mapping as TSV here")
+    parser.add_argument("--out", required=True, help="output .keras file (required)")
+    parser.add_argument("--config", help="CRMnetConfig as a JSON string or JSON file (default: the published one)")
+    parser.add_argument("--report", help="write the key -> weight mapping as TSV here (default: none)")
     parser.add_argument("--check-input", metavar="TSV",
                         help="sequences (col 1) and optionally the original model's predictions (col 2) "
-                             "to run through the reloaded model")
+                             "to run through the reloaded model (default: none)")
     parser.add_argument("--check-atol", type=float, default=None,
                         help="max |converted - expected| allowed with --check-input "
                              "(default 1e-4 x max(1, SD of the expected values))")
-    parser.add_argument("--batch-size", type=int, default=256, help="batch size for --check-input")
+    parser.add_argument("--batch-size", type=int, default=256, help="batch size for --check-input (default: 256)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out / --report file (never an input or a run's own files)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up and C++ log lines (hidden by default)")
     args = parser.parse_args(argv)
 
     if not args.out.endswith(".keras"):
@@ -186,6 +210,12 @@ def main(argv=None) -> int:
     for flag, path in (("saved_model", args.saved_model), ("--check-input", args.check_input)):
         if path and not os.path.exists(path) and not os.path.exists(path + ".index"):
             parser.error(f"{flag}: {path} does not exist")
+    inputs = [args.saved_model, args.check_input]
+    if args.config and os.path.isfile(args.config):
+        inputs.append(args.config)
+    rule = OutputRule(inputs, overwrite=args.overwrite)
+    rule.check_file(args.out, "--out")
+    rule.check_file(args.report, "--report")
     config = as_config(args.config)
     try:
         model = convert_checkpoint(args.saved_model, config)
@@ -198,11 +228,11 @@ def main(argv=None) -> int:
     for note in report.notes:
         print(f"note: {note}")
     if args.report:
-        write_report(report, args.report)
+        write_report(report, args.report, rule)
         print(f"wrote mapping report {args.report}")
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    model.save(args.out)
+    with rule.staged(args.out, "--out") as tmp:  # renamed onto --out only once written whole
+        model.save(tmp)
     reloaded = keras.saving.load_model(args.out, safe_mode=True)
     same = len(reloaded.weights) == len(model.weights) and all(
         np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))

@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from data_prep.command_line import Parser
+from data_prep.duplicates import MERGED, POLICIES, Duplicates, Merge, apply_policy
+from data_prep.duplicates import summary_line as duplicates_line
 from data_prep.errors import BuildError, BuildInterrupted
 from data_prep.input_plan import InputPlan, check_options, fail_or_skip, late_failures, plan_inputs, summary_lines
 from data_prep.layouts import LAYOUTS, Layout, get_layout
 from data_prep.manifest import FORMAT, write_manifest
 from data_prep.output_folder import check_output, interruptible, output_path, remove_stale, swap_in
+from data_prep.outputs import LockedError, advisory_lock, release_lock
 from data_prep.parse import Parsed, Rejection, TableSpec, parse_fasta_chunk, parse_table_chunk
 from data_prep.schema import RecordSchema
 from data_prep.sources import Chunk, InputError, InputProblem, iter_chunks
@@ -53,6 +57,9 @@ class Job:
     table: TableSpec | None
     layout: Layout
     split: SplitSpec
+    #: --duplicates average: this chunk's part of the merge plan (second pass); keys_only: the first pass
+    merge: Merge | None = None
+    keys_only: bool = False
 
 
 @dataclass
@@ -63,12 +70,18 @@ class ChunkResult:
     rejections: list[Rejection]
     #: CPU seconds the worker spent on this chunk (summed into the manifest's build section)
     cpu_seconds: float = 0.0
+    #: sequence keys, labels and lines of the written records (repeated sequences are counted from them)
+    keys: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    lines: np.ndarray | None = None
 
 
-def _label_stats(label: np.ndarray) -> dict:
+def _label_stats(label: np.ndarray, lines: np.ndarray, file_index: int) -> dict:
     hist = collections.Counter(np.clip(np.floor(label), -50, 50).astype(int).tolist())
     return {"count": int(label.size), "sum": float(label.sum()), "sumsq": float((label.astype(np.float64) ** 2).sum()),
             "min": float(label.min()), "max": float(label.max()),
+            # where the extremes are (file index, line): a label too large to train on is then named by its line
+            "min_at": (file_index, int(lines[np.argmin(label)])), "max_at": (file_index, int(lines[np.argmax(label)])),
             "integers": int((label == np.floor(label)).sum()), "histogram": dict(hist)}
 
 
@@ -81,6 +94,10 @@ def process_chunk(job: Job) -> ChunkResult:
     else:
         p = parse_table_chunk(c.data, c.first_line, job.table, job.layout, job.split.hash_seed)
         records_in = c.data.count(b"\n")
+    if job.keys_only:
+        return ChunkResult(records_in, {}, {}, [], time.process_time() - start, p.key, p.label, p.line)
+    if job.merge is not None:
+        p.rejections = sorted(p.rejections + job.merge.apply(p), key=lambda r: r.line)
     if len(p.line) + len(p.rejections) != records_in:
         raise AssertionError(f"chunk at line {c.first_line}: records do not add up")  # never silently lose one
     folds = job.split.folds(p.hash)
@@ -105,9 +122,9 @@ def process_chunk(job: Job) -> ChunkResult:
               "truncated": int(p.truncated[m].sum()), "length_min": int(p.length[m].min()),
               "length_max": int(p.length[m].max()), "length_sum": int(p.length[m].sum())}
         if labeled:
-            st["label"] = _label_stats(label)
+            st["label"] = _label_stats(label, p.line[m], c.file_index)
         stats[name] = st
-    return ChunkResult(records_in, segments, stats, p.rejections, time.process_time() - start)
+    return ChunkResult(records_in, segments, stats, p.rejections, time.process_time() - start, p.key, p.label, p.line)
 
 
 def _merge(total: dict, part: dict) -> None:
@@ -117,9 +134,15 @@ def _merge(total: dict, part: dict) -> None:
             if key == "histogram":
                 total[key] = collections.Counter(value)
         elif key in ("min", "length_min"):
+            if key == "min" and value < total[key]:
+                total["min_at"] = part["min_at"]
             total[key] = min(total[key], value)
         elif key in ("max", "length_max"):
+            if key == "max" and value > total[key]:
+                total["max_at"] = part["max_at"]
             total[key] = max(total[key], value)
+        elif key in ("min_at", "max_at"):
+            pass  # follows min / max above
         elif key == "folds":
             total[key] = [a + b for a, b in zip(total[key], value)]
         elif key == "histogram":
@@ -130,7 +153,7 @@ def _merge(total: dict, part: dict) -> None:
             total[key] += value
 
 
-def _finish_stats(st: dict) -> dict:
+def _finish_stats(st: dict, paths: list[str]) -> dict:
     out = {"records": st["records"], "folds": {str(i): n for i, n in enumerate(st["folds"])},
            "truncated": st["truncated"],
            "length": {"min": st["length_min"], "max": st["length_max"], "mean": st["length_sum"] / st["records"]}}
@@ -140,6 +163,8 @@ def _finish_stats(st: dict) -> dict:
         out["label"] = {"count": lab["count"], "mean": mean,
                         "std": float(np.sqrt(max(lab["sumsq"] / lab["count"] - mean ** 2, 0.0))),
                         "min": lab["min"], "max": lab["max"],
+                        "min_at": f"{paths[lab['min_at'][0]]}:{lab['min_at'][1]}",
+                        "max_at": f"{paths[lab['max_at'][0]]}:{lab['max_at'][1]}",
                         "singleton_fraction": lab["integers"] / lab["count"],
                         "histogram": {str(k): v for k, v in sorted(lab["histogram"].items())}}
     return out
@@ -175,19 +200,23 @@ class _Output:
         return self.shards
 
 
-def _jobs(plans: list[InputPlan], args, layout, split, problems):
+def _jobs(plans: list[InputPlan], args, layout, split, problems, merges=None, keys_only=False):
     for plan in plans:
         if plan.skipped:
             continue
         file_problems: list[InputProblem] = []
         fasta = plan.fmt == "fasta"
+        merge = (merges or {}).get(plan.index)
         try:
             for chunk in iter_chunks(plan.path, plan.index, args.chunk_bytes, fasta, plan.skip_lines, file_problems):
-                yield Job(chunk, fasta, plan.table, layout, split)
+                part = merge and merge.lines(chunk.first_line, chunk.first_line + chunk.data.count(b"\n"))
+                yield Job(chunk, fasta, plan.table, layout, split, part or None, keys_only)
         except InputError as err:
             file_problems.append(InputProblem(0, err.reason, str(err)))
         except OSError as err:
             raise BuildError(f"{plan.path}: cannot read ({err.strerror or err})") from None
+        if keys_only:
+            continue  # the first pass of --duplicates average: the second one records the problems
         for pr in file_problems:
             plan.info["problems"].append({"line": pr.line, "reason": pr.reason, "detail": pr.detail})
             problems.append((plan.path, pr))
@@ -228,15 +257,41 @@ def build(inputs: list[str], out: str, args: argparse.Namespace) -> dict:
         raise BuildError(f"--records-per-shard must be at least 1, got {args.records_per_shard}")
     split = SplitSpec(args.split, args.n_folds, args.hash_seed, tuple(args.val_folds), tuple(args.test_folds),
                       args.val_fraction, args.test_fraction, args.split_seed)
+    policy = getattr(args, "duplicates", "keep")
+    apply_policy(policy, {"conflicting_sequences": 0})  # a valid policy
     out = output_path(out)
-    check_output(out, inputs)
-    plans = plan_inputs(inputs, args)
-    remove_stale(out)
-    with interruptible():
-        return _build(plans, out, args, layout, split)
+    try:  # a second build into the same --out while this one runs is refused (the lock file sits beside --out)
+        lock = advisory_lock(_lock_file(out), out, "building into this folder",
+                             "wait for it to finish or choose another --out")
+    except LockedError as err:
+        raise BuildError(str(err)) from None
+    try:
+        check_output(out, inputs)
+        plans = plan_inputs(inputs, args)
+        remove_stale(out)
+        with interruptible():
+            merges, counted = _average_plan(plans, args, layout, split) if policy == "average" else (None, None)
+            return _build(plans, out, args, layout, split, merges, counted)
+    finally:
+        release_lock(lock, remove=True)
 
 
-def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitSpec) -> dict:
+def _average_plan(plans: list[InputPlan], args, layout, split):
+    """--duplicates average, first pass: parse every input (nothing written) to find the copies of each sequence."""
+    repeats, paths = Duplicates(), [p.path for p in plans]
+    workers = args.workers if sum(os.path.getsize(p) for p in paths) > 2 * args.chunk_bytes else 1
+    for job, res in _ordered(_jobs(plans, args, layout, split, [], keys_only=True), workers):
+        repeats.add(res.keys, res.labels, job.chunk.file_index, res.lines)
+    return repeats.merge_plan(paths), repeats.count(paths)
+
+
+def _lock_file(out: str) -> str:
+    parent, base = os.path.split(os.path.abspath(out))
+    return os.path.join(parent, f".{base}.lock")
+
+
+def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitSpec, merges=None,
+           counted=None) -> dict:
     inputs = [p.path for p in plans]
     tmp = f"{out}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -248,6 +303,7 @@ def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitS
     counts = collections.Counter()
     labeled = set()
     output = _Output(tmp, args.records_per_shard)
+    repeats = Duplicates()
     worker_cpu, main_cpu = 0.0, time.process_time()
     try:
         with open(os.path.join(tmp, "rejected.tsv"), "w") as rej:
@@ -255,7 +311,7 @@ def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitS
 
             def rejected(path: str, r: Rejection) -> None:
                 msg = f"{path}:{r.line}: {r.reason}: {r.detail}"
-                if args.strict:
+                if args.strict and r.reason != MERGED:
                     raise BuildError(msg)
                 text = r.text.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r")
                 rej.write(f"{path}\t{r.line}\t{r.reason}\t{r.detail}\t{text}\n")
@@ -264,7 +320,7 @@ def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitS
             last_report = time.time()
             # small inputs are not worth starting worker processes for
             workers = args.workers if sum(os.path.getsize(p) for p in inputs) > 2 * args.chunk_bytes else 1
-            for job, res in _ordered(_jobs(plans, args, layout, split, problems), workers):
+            for job, res in _ordered(_jobs(plans, args, layout, split, problems, merges), workers):
                 plan = plans[job.chunk.file_index]
                 path = plan.path
                 plan.count(res.records_in, sum(seg.records for seg in res.segments.values()), res.rejections)
@@ -273,6 +329,7 @@ def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitS
                 counts["records_in"] += res.records_in
                 worker_cpu += res.cpu_seconds
                 counts["rejected"] += len(res.rejections)
+                repeats.add(res.keys, res.labels, job.chunk.file_index, res.lines)
                 for name, seg in res.segments.items():
                     output.add(name, seg)
                     counts["written"] += seg.records
@@ -309,6 +366,8 @@ def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitS
             raise AssertionError("records in != written + rejected")  # an invariant, never expected
         if len(labeled) > 1:
             raise BuildError("inputs mix labeled and unlabeled records; build them separately")
+        duplicates = counted or repeats.count(inputs)  # average: what the first pass found (now merged)
+        apply_policy(getattr(args, "duplicates", "keep"), duplicates)
         has_label = labeled == {True}
         fasta = any(p.fmt == "fasta" and not p.skipped for p in plans)
         schema = RecordSchema(layout.length, has_label, layout.singleton and has_label, fasta)
@@ -321,8 +380,9 @@ def _build(plans: list[InputPlan], out: str, args, layout: Layout, split: SplitS
                        "rejected": counts["rejected"], "rejected_by_reason": dict(sorted(by_reason.items())),
                        "truncated": sum(t["truncated"] for t in totals.values()),
                        "file_problems": sum(len(p.info["problems"]) for p in plans),
-                       "files_skipped": sum(p.skipped for p in plans)},
-            "splits": {name: {**_finish_stats(totals[name]), "shards": shards[name]}
+                       "files_skipped": sum(p.skipped for p in plans),
+                       "duplicates": {**duplicates, "policy": getattr(args, "duplicates", "keep")}},
+            "splits": {name: {**_finish_stats(totals[name], inputs), "shards": shards[name]}
                        for name in split.names if name in totals},
             "bytes_per_record": total_bytes / counts["written"],
             "build": {"chunk_bytes": args.chunk_bytes, "records_per_shard": args.records_per_shard,
@@ -346,37 +406,61 @@ def _folds(text: str) -> list[int]:
 
 
 def parser(prog: str = "python -m data_prep.build") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("inputs", nargs="+", help="TSV/CSV/FASTA files, optionally .gz")
-    p.add_argument("--out", required=True, help="output folder (replaced whole only if it is an earlier build "
-                                                 "holding nothing else)")
-    p.add_argument("--layout", default="crmnet", choices=sorted(LAYOUTS))
+    p = Parser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog="examples:\n"
+                      f"  {prog} train.tsv --out data/train.crmnet\n"
+                      f"  {prog} a.csv.gz b.csv.gz --out data/ab --layout legnet --split hash --val-folds 8,9\n"
+                      f"  {prog} test.tsv --out data/test --split none --duplicates refuse")
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="TSV/CSV/FASTA files, optionally .gz")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder (required; replaced whole only if it is an earlier build holding nothing "
+                        "else; a second build into it while this one runs is refused)")
+    p.add_argument("--layout", default="crmnet", choices=sorted(LAYOUTS), metavar="NAME",
+                   help=f"record layout, one of {', '.join(sorted(LAYOUTS))} (default: crmnet)")
     g = p.add_argument_group("input")
-    g.add_argument("--format", default="auto", choices=["auto", "tsv", "csv", "fasta"])
-    g.add_argument("--header", default="auto", choices=["auto", "yes", "no"])
-    g.add_argument("--seq-col", default=None, help="sequence column name or 0-based index")
-    g.add_argument("--expr-col", default=None, help="expression column name or index; 'none' for unlabeled")
+    g.add_argument("--format", default="auto", choices=["auto", "tsv", "csv", "fasta"],
+                   help="input format, one of auto, tsv, csv, fasta (default: auto, from the name and content)")
+    g.add_argument("--header", default="auto", choices=["auto", "yes", "no"],
+                   help="whether table files start with a header line: auto, yes, no (default: auto)")
+    g.add_argument("--seq-col", default=None, metavar="COLUMN",
+                   help="sequence column name or 0-based index (default: found from the header and content)")
+    g.add_argument("--expr-col", default=None, metavar="COLUMN",
+                   help="expression column name or index; 'none' for unlabeled (default: found from the header "
+                        "and content)")
+    g.add_argument("--duplicates", default="keep", choices=POLICIES,
+                   help="sequences that occur more than once: keep every record; average: one record per sequence "
+                        "labelled with the mean (later copies listed in rejected.tsv as duplicate_merged); refuse "
+                        "the build if copies have different labels (default: keep; the manifest and the summary "
+                        "always count them)")
     g = p.add_argument_group("splits")
-    g.add_argument("--split", default="hash", choices=["hash", "random", "none"])
-    g.add_argument("--n-folds", type=int, default=10)
-    g.add_argument("--hash-seed", type=int, default=0, help="mmh3 seed for folds")
-    g.add_argument("--val-folds", type=_folds, default=[9], help="comma-separated folds for validation")
-    g.add_argument("--test-folds", type=_folds, default=[], help="comma-separated folds for test")
-    g.add_argument("--val-fraction", type=float, default=0.01, help="random split only")
-    g.add_argument("--test-fraction", type=float, default=0.0, help="random split only")
-    g.add_argument("--split-seed", type=int, default=0, help="random split only")
+    g.add_argument("--split", default="hash", choices=["hash", "random", "none"],
+                   help="hash: folds by a hash of the sequence (copies of a sequence share a fold); random; none: "
+                        "one split 'all' (default: hash)")
+    g.add_argument("--n-folds", type=int, default=10, metavar="N", help="number of folds (default: 10)")
+    g.add_argument("--hash-seed", type=int, default=0, metavar="N", help="mmh3 seed of the folds (default: 0)")
+    g.add_argument("--val-folds", type=_folds, default=[9], metavar="LIST",
+                   help="comma-separated folds for validation (default: 9)")
+    g.add_argument("--test-folds", type=_folds, default=[], metavar="LIST",
+                   help="comma-separated folds for test (default: none)")
+    g.add_argument("--val-fraction", type=float, default=0.01, metavar="X",
+                   help="validation fraction, random split only (default: 0.01)")
+    g.add_argument("--test-fraction", type=float, default=0.0, metavar="X",
+                   help="test fraction, random split only (default: 0)")
+    g.add_argument("--split-seed", type=int, default=0, metavar="N", help="seed of the random split (default: 0)")
     g = p.add_argument_group("performance")
-    g.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    g.add_argument("--chunk-bytes", type=int, default=4 << 20, help="input bytes per work unit")
-    g.add_argument("--records-per-shard", type=int, default=1_000_000,
+    g.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help=f"worker processes (default: the CPU count, {os.cpu_count() or 1} here)")
+    g.add_argument("--chunk-bytes", type=int, default=4 << 20, metavar="N",
+                   help="input bytes per work unit (default: 4194304, 4 MiB)")
+    g.add_argument("--records-per-shard", type=int, default=1_000_000, metavar="N",
                    help="records in each shard file of a split (its last shard holds the rest); readers on "
-                        "several processes split a split's shards between them, so give each at least one")
+                        "several processes split a split's shards between them, so give each at least one "
+                        "(default: 1000000)")
     p.add_argument("--strict", action="store_true", help="abort on the first bad record instead of rejecting it")
     p.add_argument("--skip-bad-files", action="store_true",
                    help="build from the good inputs when a file fails as a whole (unreadable, empty, columns not "
                         "resolved, truncated, every record rejected); default: such a file fails the build")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress lines while building")
     return p
 
 
@@ -398,7 +482,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m data_prep.build")
           f"{c['rejected']:,} rejected{' ' + str(c['rejected_by_reason']) if c['rejected'] else ''}, "
           f"{c['truncated']:,} truncated to {m['schema']['length']} nt; {m['bytes_per_record']:.1f} B/record; "
           f"{m['build']['seconds']:.1f} s")
-    print("\n".join(summary_lines(m)))
+    print("\n".join(summary_lines(m) + [line for line in [duplicates_line(c.get("duplicates"))] if line]))
     return 0
 
 

@@ -25,3 +25,13 @@ def murmur3_32_spans(buf, starts, ends, seed: int) -> np.ndarray:
         raise ValueError("span out of range")
     return np.fromiter((mmh3.hash(raw[s:e], seed, signed=False) for s, e in zip(starts.tolist(), ends.tolist())),
                        dtype=np.uint32, count=starts.size)
+
+
+def murmur3_64_spans(buf, starts, ends) -> np.ndarray:
+    """uint64 (the first half of MurmurHash3_x64_128, seed 0) of every span: a key that tells sequences apart
+    (a 32-bit hash would collide ~100 times in a few million sequences)."""
+    raw = bytes(buf) if not isinstance(buf, bytes) else buf
+    starts = np.asarray(starts, dtype=np.int64).reshape(-1)
+    ends = np.asarray(ends, dtype=np.int64).reshape(-1)
+    return np.fromiter((mmh3.hash64(raw[s:e], 0, signed=False)[0] for s, e in zip(starts.tolist(), ends.tolist())),
+                       dtype=np.uint64, count=starts.size)

@@ -157,7 +157,8 @@ def late_failures(plans: list[InputPlan], problems: list) -> list[tuple[str, str
         info = plan.info
         mine = [pr for path, pr in problems if path == plan.path]
         out += [(plan.path, pr.reason, pr.detail) for pr in mine]
-        if info["written"] == 0 and info["records_in"] > 0:
+        merged = plan.reasons.get("duplicate_merged", 0)  # --duplicates average: copies of records kept elsewhere
+        if info["written"] == 0 and info["records_in"] > merged:
             top = ", ".join(f"{r} {n:,}" for r, n in plan.reasons.most_common(3))
             first = plan.first_rejection
             example = f"; first at line {first.line}: {first.detail}" if first else ""
@@ -185,4 +186,23 @@ def summary_lines(manifest: dict) -> list[str]:
         problems = "".join(f"; {p['reason']}: {p['detail']}" for p in info["problems"])
         lines.append(f"  {info['path']}: {info.get('columns_summary', '')}; {info['written']:,} written, "
                      f"{info['rejected']:,} rejected{problems}")
+    return lines
+
+
+def rejected_lines(folder: str, manifest: dict, first: int = 3) -> list[str]:
+    """The rejected records of a build as lines to print (a count per reason, then the first few), for a build
+    whose folder (and its rejected.tsv) is temporary and will be gone when the user looks."""
+    c = manifest["counts"]
+    if not c["rejected"]:
+        return []
+    reasons = ", ".join(f"{r} {n:,}" for r, n in c["rejected_by_reason"].items())
+    lines = [f"  {c['rejected']:,} rejected ({reasons}); the first:"]
+    with open(os.path.join(folder, "rejected.tsv")) as fh:
+        next(fh, None)
+        for row in fh:
+            path, line, reason, detail, text = (row.rstrip("\n").split("\t") + [""] * 5)[:5]
+            if line != "0":
+                lines.append(f"    {path}:{line}: {reason}: {detail}" + (f" ({text[:60]!r})" if text else ""))
+            if len(lines) > first:
+                break
     return lines

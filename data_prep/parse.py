@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data_prep import alphabet
-from data_prep.hashing import murmur3_32_spans
+from data_prep.hashing import murmur3_32_spans, murmur3_64_spans
 from data_prep.layouts import Layout
 
 REASONS = (
@@ -41,6 +41,7 @@ class Rejection:
     reason: str
     detail: str
     text: str = ""
+    id: str = ""  # a FASTA record's header name (the id column of predict's output)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Parsed:
     label: np.ndarray | None = None        # float64
     ids: list[str] | None = None
     rejections: list[Rejection] = field(default_factory=list)
+    key: np.ndarray | None = None          # uint64 hash of the upper-cased raw sequence (repeats are counted by it)
 
 
 def _text(data: bytes, start: int, end: int, limit: int = 200) -> str:
@@ -66,7 +68,7 @@ def parse_lines(data: bytes, line_no: np.ndarray, spec: TableSpec, layout: Layou
     if nl.size == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Parsed(empty, np.zeros((0, layout.length), np.uint8), empty.astype(np.uint32), empty,
-                      empty.astype(bool), None if spec.expr_col is None else np.zeros(0))
+                      empty.astype(bool), None if spec.expr_col is None else np.zeros(0), key=empty.astype(np.uint64))
     starts = np.concatenate([[0], nl[:-1] + 1]).astype(np.int64)
     ends = nl.astype(np.int64)
     ends -= (ends > starts) & (arr[np.maximum(ends - 1, 0)] == 13)  # CRLF
@@ -152,7 +154,8 @@ def parse_lines(data: bytes, line_no: np.ndarray, spec: TableSpec, layout: Layou
     hashes = murmur3_32_spans(src, s0, e0, hash_seed)
     return Parsed(line=np.asarray(line_no)[ok[keep]].astype(np.int64), codes=laid[keep], hash=hashes,
                   length=(e0 - s0).astype(np.int64), truncated=truncated[keep],
-                  label=None if label is None else label[keep], rejections=rejections)
+                  label=None if label is None else label[keep], rejections=rejections,
+                  key=murmur3_64_spans(src, s0, e0))
 
 
 def _parse_floats(arr: np.ndarray, s: np.ndarray, e: np.ndarray):
@@ -236,5 +239,8 @@ def parse_fasta_chunk(data: bytes, first_line: int, layout: Layout, hash_seed: i
             r.reason, r.detail = "empty_sequence", "FASTA record has no sequence"
     kept = set(parsed.line.tolist())
     parsed.ids = [name for name, ln in zip(ids, header_lines) if ln in kept]
+    names = dict(zip(header_lines, ids))
+    for r in parsed.rejections:
+        r.id = names.get(r.line, "")
     parsed.rejections = sorted(early + parsed.rejections, key=lambda r: r.line)
     return parsed

@@ -8,10 +8,10 @@ trained model can then be scored against the noiseless truth on any sequence, mu
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gzip
 import json
+import sys
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import alphabet
+from data_prep.command_line import Parser, one_line_errors
 from data_prep.layouts import ADAPTER_3, ADAPTER_5  # noqa: E402  (the real constant adapters)
+from data_prep.outputs import OutputRule
 
 VARIABLE_LEN = 80
 MAX_BIN = 17
@@ -289,32 +291,42 @@ def write_tsv(data: SimulatedData, path: str | Path, values: np.ndarray | None =
             fh.write("".join(f"{s}\t{t}\n" for s, t in zip(data.sequences[lo:lo + chunk], text)))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.simulate",
-                                     description=__doc__.split("\n\n")[0])
+@one_line_errors("python -m data_prep.simulate")
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog="python -m data_prep.simulate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=20000, help="number of sequences (default 20000)")
     parser.add_argument("--seed", type=int, default=0, help="seed for sequences and noise (default 0)")
     parser.add_argument("--truth-seed", type=int, default=0, help="seed of the ground truth (default 0)")
     parser.add_argument("--out", required=True, help="output TSV (sequence<TAB>expression); .gz compresses")
     parser.add_argument("--truth", help="ground-truth JSON (default: OUT with suffix .truth.json)")
     parser.add_argument("--true-out", help="optional TSV of sequence<TAB>noiseless expression")
-    parser.add_argument("--motif-rate", type=float, default=1.2, help="mean planted sites per sequence")
-    parser.add_argument("--singleton-fraction", type=float, default=0.58, help="fraction seen in one cell")
+    parser.add_argument("--motif-rate", type=float, default=1.2, help="mean planted sites per sequence (default 1.2)")
+    parser.add_argument("--singleton-fraction", type=float, default=0.58,
+                        help="fraction seen in one cell (default 0.58)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
+    out = args.out[:-3] if args.out.endswith(".gz") else args.out
+    truth = str(args.truth or Path(out).with_suffix(".truth.json"))
+    rule = OutputRule(overwrite=args.overwrite)
+    for flag, path in (("--out", args.out), ("--truth", truth), ("--true-out", args.true_out)):
+        rule.check_file(path, flag)
 
     t0 = time.perf_counter()
     data = simulate(args.n, seed=args.seed, motif_rate=args.motif_rate,
                     singleton_fraction=args.singleton_fraction, truth_seed=args.truth_seed)
-    write_tsv(data, args.out)
-    out = args.out[:-3] if args.out.endswith(".gz") else args.out
-    data.truth.to_json(args.truth or Path(out).with_suffix(".truth.json"))
+    with rule.staged(args.out, "--out") as tmp:
+        write_tsv(data, tmp)
+    with rule.staged(truth, "--truth") as tmp:
+        data.truth.to_json(tmp)
     if args.true_out:
-        write_tsv(data, args.true_out, values=data.true_expression)
+        with rule.staged(args.true_out, "--true-out") as tmp:
+            write_tsv(data, tmp, values=data.true_expression)
     print(f"simulated n={len(data)} singletons={np.mean(data.n_cells == 1):.3f} "
           f"measured mean={data.expression.mean():.3f} sd={data.expression.std():.3f} "
           f"(true mean={data.true_expression.mean():.3f} sd={data.true_expression.std():.3f}) "
           f"in {time.perf_counter() - t0:.1f} s -> {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

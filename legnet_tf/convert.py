@@ -19,17 +19,23 @@ Library: ``convert_state_dict(state_dict, config=None)``, ``load_pth(path)``,
 """
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping
 
-import numpy as np
-
+from data_prep.command_line import Parser, one_line_errors, quiet_tensorflow
 from data_prep.errors import Seq2ExpError
-from legnet_tf.layers import cp_rank
-from legnet_tf.model import LegNetConfig, as_config, build_legnet
+from data_prep.outputs import OutputRule
+
+if __name__ == "__main__":  # before Keras starts TensorFlow: its C++ start-up lines only with --verbose
+    quiet_tensorflow("--verbose" in sys.argv[1:])
+
+import numpy as np  # noqa: E402
+
+from legnet_tf.layers import cp_rank  # noqa: E402
+from legnet_tf.model import LegNetConfig, as_config, build_legnet  # noqa: E402
 
 _BN = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
        ("running_var", "moving_variance"))
@@ -48,6 +54,10 @@ class StateDictMismatchError(Seq2ExpError, ValueError):
     @property
     def count(self):
         return len(self.missing) + len(self.unexpected) + len(self.mismatched)
+
+
+class CheckpointFileError(Seq2ExpError, ValueError):
+    """The file is not a state_dict this converter can read (named, with what to give instead)."""
 
 
 def is_ignored(key: str) -> bool:
@@ -272,37 +282,62 @@ def load_pth(path) -> dict:
     except ImportError as err:
         raise ImportError("reading .pth checkpoints needs PyTorch: `pip install torch` "
                           "(or convert it to .npz where torch is installed)") from err
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ... for such files
+        # not torch's own text: it suggests weights_only=False, which would run whatever code the file holds
+        text = (str(err).strip().splitlines() or [""])[0][:120]
+        why = type(err).__name__ + ("" if "weights_only" in str(err) or len(text) < 8 else f": {text}")
+        raise CheckpointFileError(f"{path}: not a PyTorch state_dict file ({why}); give the "
+                                  "reference LegNet .pth/.pt/.ckpt checkpoint or an .npz of its arrays") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
             break
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a state_dict (a mapping of tensors), got {type(obj).__name__}")
+        raise CheckpointFileError(f"{path}: expected a state_dict (a mapping of tensors), got {type(obj).__name__}")
     bad = [k for k, v in obj.items() if not hasattr(v, "detach")]
     if bad:
-        raise ValueError(f"{path}: entries that are not tensors: {bad[:_MAX_LISTED]}")
+        raise CheckpointFileError(f"{path}: entries that are not tensors: {bad[:_MAX_LISTED]}")
     return {k: _to_numpy(v) for k, v in obj.items()}
 
 
 def load_checkpoint(path) -> dict:
     """numpy state_dict from a ``.pth``/``.pt``/``.ckpt`` (PyTorch) or ``.npz`` file."""
     if str(path).endswith(".npz"):
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (ValueError, OSError, EOFError) as err:  # not a zip, an object array, a truncated member
+            why = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            raise CheckpointFileError(f"{path}: not an .npz of numeric arrays ({why}); give the arrays of a LegNet "
+                                      "state_dict (np.savez, no pickled objects) or the .pth checkpoint") from None
     return load_pth(path)
 
 
+@one_line_errors("python -m legnet_tf.convert")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m legnet_tf.convert",
-        description="Convert reference (PyTorch) LegNet weights to a Keras .keras model.")
+        description="Convert reference (PyTorch) LegNet weights to a Keras .keras model.",
+        epilog="example: python -m legnet_tf.convert legnet_fold0.pth --out legnet.keras")
     parser.add_argument("checkpoint", help="state_dict file: .pth/.pt/.ckpt (needs torch) or .npz")
-    parser.add_argument("--out", required=True, help="output .keras path")
+    parser.add_argument("--out", required=True, help="output .keras path (required)")
     parser.add_argument("--config", help="JSON file: a LegNetConfig dict, or the reference config "
-                        "(ks, use_single_channel, ...), optionally under a 'config' key; default: from the shapes")
-    parser.add_argument("--seqsize", type=int, default=None, help="input length (default 150)")
+                        "(ks, use_single_channel, ...), optionally under a 'config' key (default: from the shapes)")
+    parser.add_argument("--seqsize", type=int, default=None, help="input length (default: 150)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out file (never an input or a run's own files)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up and C++ log lines (hidden by default)")
     args = parser.parse_args(argv)
+    if not args.out.endswith(".keras"):
+        parser.error("--out must end with .keras")
+    for flag, path in (("checkpoint", args.checkpoint), ("--config", args.config)):
+        if path and not os.path.isfile(path):
+            parser.error(f"{flag}: {path} is not a file")
+    rule = OutputRule([args.checkpoint, args.config], overwrite=args.overwrite)
+    rule.check_file(args.out, "--out")
     config = None
     if args.config:
         with open(args.config) as f:
@@ -316,7 +351,8 @@ def main(argv=None) -> int:
     except (StateDictMismatchError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    model.save(args.out)
+    with rule.staged(args.out, "--out") as tmp:  # renamed onto --out only once written whole
+        model.save(tmp)
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     print(f"wrote {args.out}: {trainable:,} trainable parameters")
     return 0

@@ -3,10 +3,12 @@
 A test that guards a claim never skips silently in CI. Locally a missing optional package (torch,
 tensorly, jax, tf_keras, tfrecord) or a missing ../shared folder skips the tests that need it; under CI
 (`CI` set to true/1/yes, or `REQUIRE_SHARED_DATA=1`, which `.ci/run` sets) the same absence FAILS them.
-Use `require_module("torch")` instead of `pytest.importorskip`, and the `shared_data` / `shared_specs`
+Use `require_module("torch")` (or `require_installed` when it must not be imported here) instead of
+`pytest.importorskip`, and the `shared_data` / `shared_specs`
 fixtures (or `require_shared_specs()`) instead of `if path.is_file():`.
 """
 import importlib
+import importlib.util
 import os
 from pathlib import Path
 
@@ -38,6 +40,13 @@ def require_module(name: str, hint: str = ""):
         return importlib.import_module(name)
     except ImportError as err:
         missing(f"module {name}", hint or f"{err}; pip install it (.ci/run installs it)")
+
+
+def require_installed(name: str, hint: str = "") -> None:
+    """Like `require_module`, without importing it (for a package a test runs in a subprocess, or one whose
+    import would clash with what the test process has loaded)."""
+    if importlib.util.find_spec(name) is None:
+        missing(f"module {name}", hint or "not installed; pip install it (.ci/run installs it)")
 
 
 def require_shared_specs() -> Path:

@@ -71,7 +71,7 @@ def check_prediction_inputs(paths: list[str], seq_col: str | None = None, header
 
 def predict_files(model: keras.Model, spec: ModelSpec, paths: list[str], out: TextIO, batch_size: int = 1024,
                   seq_col: str | None = None, header: str = "auto", stats: dict | None = None) -> int:
-    """Stream predictions as TSV: file, line, id (FASTA name or the input sequence), prediction, note.
+    """Stream predictions as TSV: file, line, id (FASTA header name, or a table's sequence), prediction, note.
 
     Input lines that are not valid sequences are reported in the output with an empty prediction
     and the reason, so every input line has an output row. A sequence longer than the layout is
@@ -109,7 +109,9 @@ def predict_files(model: keras.Model, spec: ModelSpec, paths: list[str], out: Te
             stats["truncated"] += int(parsed.truncated.sum())
             rows = [(ln, f"{name}\t{p:.6g}\t{note}")
                     for ln, name, p, note in zip(parsed.line.tolist(), names, preds, notes)]
-            rows += [(r.line, f"{r.text[:80]}\t\t{r.reason}: {r.detail}") for r in parsed.rejections]
+            # the id of a rejected FASTA record is its header name, of a table row its (first 80) characters
+            rows += [(r.line, f"{r.id if fmt == 'fasta' else r.text[:80]}\t\t{r.reason}: {r.detail}")
+                     for r in parsed.rejections]
             for ln, text in sorted(rows):
                 out.write(f"{path}\t{ln}\t{text}\n")
             n += len(preds)

@@ -20,12 +20,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 import pandas as pd
 
 from data_prep.layouts import ADAPTER_3, ADAPTER_5
+from data_prep.output_folder import interruptible
+from data_prep.outputs import OutputRule
 from seq2exp.analysis import plots, stats, variants
 from seq2exp.analysis.evaluation import predict_codes, predict_sequences
 
@@ -320,8 +324,48 @@ def summary_markdown(rep: dict, comp: list[dict]) -> str:
 def write_report(model, spec, data: list[str], out: str, n_boot: int = 10000, compare_col: str | None =
                  "Predicted Expression", ism: list[str] = (), saliency: bool = False, saliency_n: int = 200,
                  motifs: list[str] | None = None, logo_n: int = 3, seed: int = 0, batch_size: int = 1024,
-                 label: str | None = None, model_path: str | None = None) -> dict:
-    """Evaluate `model` on every item of `data` (CSV/TSV files or dataset folders) into folder `out`."""
+                 label: str | None = None, model_path: str | None = None, rule: OutputRule | None = None) -> dict:
+    """Evaluate `model` on every item of `data` (CSV/TSV files or dataset folders) into folder `out`.
+
+    The report is made in a temporary folder inside `out` and moved into place file by file when complete,
+    each name checked by `rule` (data_prep.outputs: never over an input or a run's own files; over an existing
+    file only with `OutputRule(..., overwrite=True)`)."""
+    rule = OutputRule(data) if rule is None else rule
+    rule.check_folder(out, "--report")
+    made = not os.path.exists(out)
+    os.makedirs(out, exist_ok=True)
+    stage = tempfile.mkdtemp(prefix=".report.", suffix=".partial", dir=out)
+    try:
+        with interruptible():
+            result = _write_report(model, spec, data, stage, n_boot, compare_col, ism, saliency, saliency_n, motifs,
+                                   logo_n, seed, batch_size, label, model_path)
+        _publish(stage, out, rule)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if made and not os.listdir(out):
+            os.rmdir(out)
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+    print(f"report written to {out}")
+    return result
+
+
+def _publish(stage: str, out: str, rule: OutputRule) -> None:
+    """Move the finished report from `stage` into `out` file by file, every name checked by the rule first."""
+    moves = []
+    for folder, _, files in os.walk(stage):
+        for name in files:
+            src = os.path.join(folder, name)
+            moves.append((src, os.path.join(out, os.path.relpath(src, stage))))
+    for _, dst in moves:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        rule.claim(dst, "--report")
+    for src, dst in moves:
+        os.replace(src, dst)
+
+
+def _write_report(model, spec, data, out, n_boot, compare_col, ism, saliency, saliency_n, motifs, logo_n, seed,
+                  batch_size, label, model_path) -> dict:
     if compare_col and compare_col.lower() == "none":
         compare_col = None
     rep = Report(out, model, spec, n_boot, seed, batch_size, label or spec.name, compare_col or "other")
@@ -366,9 +410,7 @@ def write_report(model, spec, data: list[str], out: str, n_boot: int = 10000, co
         logo_seqs = list(ism) or [pool[i][0] for i in top]
         motifs = DEFAULT_MOTIFS if motifs is None else motifs
         rep.saliency(seqs, interpret.parse_motifs(motifs), logo_seqs)
-    result = rep.finish()
-    print(f"report written to {out}")
-    return result
+    return rep.finish()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ the back-transformed mean Fisher z as the pooled r), the test the LegNet paper c
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -20,6 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from data_prep.command_line import Parser
+from data_prep.outputs import OutputError, OutputRule
 from seq2exp.engine import metrics as _m
 
 METRICS = ("pearson", "spearman", "r2", "mse", "mae")
@@ -286,15 +287,20 @@ def dream_score(y, p, subsets: dict) -> dict:
 
 def dream_main(argv: list[str] | None = None, prog: str = "seq2exp-report dream") -> int:
     """`seq2exp-report dream PRED --subsets JSON`: the DREAM score of a predictions table."""
-    p = argparse.ArgumentParser(prog=prog,
-                                description="DREAM 2022 weighted Pearson/Spearman score of a predictions table.")
+    p = Parser(prog=prog, description="DREAM 2022 weighted Pearson/Spearman score of a predictions table.")
     p.add_argument("predictions", help="CSV/TSV with a measured and a predicted column (rows = subset indices)")
     p.add_argument("--subsets", required=True, metavar="FILE",
                    help="JSON {subset: [row, ...] or [[ref_row, alt_row], ...]}")
     p.add_argument("--y-col", default="measured", metavar="COLUMN", help="measured column (default: measured)")
     p.add_argument("--p-col", default="prediction", metavar="COLUMN", help="predicted column (default: prediction)")
-    p.add_argument("--score-json", metavar="FILE", help="write the score as JSON to this file")
+    p.add_argument("--score-json", metavar="FILE", help="write the score as JSON to this file (default: none)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --score-json file (never an input)")
     args = p.parse_args(argv)
+    rule = OutputRule([args.predictions, args.subsets], overwrite=args.overwrite)
+    try:
+        rule.check_file(args.score_json, "--score-json")
+    except OutputError as err:
+        p.error(str(err))
     table = pd.read_csv(args.predictions, sep=None, engine="python")
     for col in (args.y_col, args.p_col):
         if col not in table.columns:
@@ -305,6 +311,6 @@ def dream_main(argv: list[str] | None = None, prog: str = "seq2exp-report dream"
     print(f"Pearson score {res['pearson_score']:.4f}  Spearman score {res['spearman_score']:.4f}"
           + ("" if res["complete"] else f"  (partial: missing {res['missing']})"))
     if args.score_json:
-        with open(args.score_json, "w") as fh:
+        with rule.open(args.score_json, flag="--score-json") as fh:
             json.dump(res, fh, indent=2)
     return 0

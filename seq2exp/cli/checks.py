@@ -166,6 +166,7 @@ def check_label_range(manifests, split: str) -> None:
         if worst > LABEL_LIMIT:
             from seq2exp.engine.data import dataset_source
 
-            raise UsageError(f"{dataset_source(m)}: labels in the {split} split reach {worst:.3g}, beyond "
+            at = stats.get("max_at" if abs(stats.get("max", 0.0)) >= abs(stats.get("min", 0.0)) else "min_at")
+            raise UsageError(f"{at or dataset_source(m)}: labels in the {split} split reach {worst:.3g}, beyond "
                              f"±{LABEL_LIMIT:.2g} where their squares overflow float32 (the loss and metrics would "
                              "be inf); rescale them (e.g. log) or remove the outliers and rebuild")

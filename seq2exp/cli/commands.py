@@ -10,9 +10,10 @@ import json
 import os
 import sys
 
+from data_prep.outputs import OutputRule
 from seq2exp.cli import config as run_config
-from seq2exp.cli.checks import UsageError, check_keras_file, check_labeled, check_model_config
-from seq2exp.cli.outputs import atomic_output, check_inputs_exist, check_out, exit_code, scratch_dir
+from seq2exp.cli.checks import UsageError, check_keras_file, check_label_range, check_labeled, check_model_config
+from seq2exp.cli.outputs import check_inputs_exist, exit_code, model_inputs, scratch_dir
 from seq2exp.cli.parsing import CommandParser, command_name, quiet_tensorflow
 from seq2exp.engine.registry import get_model_spec, load_all_models, model_names
 
@@ -90,13 +91,11 @@ def _load_model(path: str, model_name: str | None):
 
 def _guarded(body, args, prog: str) -> int:
     """A command body with its known failures as one line (exit 2), interruptions as 130/143."""
-    from data_prep.errors import BuildError
-    from data_prep.manifest import ManifestError
-    from data_prep.sources import InputError
+    from data_prep.errors import Seq2ExpError
 
     try:
         return body(args)
-    except (UsageError, BuildError, ManifestError, InputError) as err:
+    except Seq2ExpError as err:  # every error a user acts on (bad flag, input, output, manifest, build)
         return _fail(prog, str(err))
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM while a temporary file or folder was open
         print(f"{prog}: interrupted; temporary files removed, nothing half-written left", file=sys.stderr)
@@ -123,8 +122,11 @@ def evaluate_main(argv: list[str] | None = None, model: str | None = None) -> in
     p.add_argument("data", nargs="+", metavar="DATA", help="dataset folders or TSV/CSV files")
     p.add_argument("--batch-size", type=int, default=1024, metavar="N", help="sequences per prediction batch "
                                                                               "(default: 1024)")
-    p.add_argument("--metrics-json", metavar="FILE", help="write the metrics as JSON to this file")
-    p.add_argument("--work", default=None, metavar="DIR", help="where raw files are built (default: a temp folder)")
+    p.add_argument("--metrics-json", metavar="FILE", help="write the metrics as JSON to this file (default: none)")
+    p.add_argument("--work", default=None, metavar="DIR", help="where raw files are built and their rejected.tsv "
+                                                             "kept (default: a temporary folder, removed at the end)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --metrics-json file or the "
+                   "report's files in an existing --report folder (never an input or a run's own files)")
     r = p.add_argument_group("report (seq2exp.analysis.report): CIs, comparison, variant effects, ISM, saliency")
     r.add_argument("--report", metavar="DIR", help="write a self-contained report folder here")
     r.add_argument("--bootstrap", type=int, default=10000, metavar="N",
@@ -152,7 +154,16 @@ def _evaluate(args) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
     check_inputs_exist(args.data, "test data")
-    check_out(args.metrics_json, args.data, overwrite=True, flag="--metrics-json")  # may be rewritten, an input never
+    rule = OutputRule([*args.data, *model_inputs(args.model_path)], args.overwrite)
+    rule.check_file(args.metrics_json, "--metrics-json")
+    if args.report:
+        rule.check_folder(args.report, "--report")
+        if args.metrics_json and os.path.realpath(args.metrics_json).startswith(
+                os.path.realpath(args.report) + os.sep):
+            raise UsageError(f"--metrics-json {args.metrics_json} is inside --report {args.report}, where the report "
+                             "writes its own metrics.json; give a path outside it")
+    if args.work:
+        rule.check_protected(args.work, "--work")
     keras_model, spec = _load_model(args.model_path, args.model)
     if args.report:
         from seq2exp.analysis.report import write_report
@@ -160,23 +171,25 @@ def _evaluate(args) -> int:
         rep = write_report(keras_model, spec, args.data, args.report, n_boot=args.bootstrap,
                            compare_col=args.compare_col, ism=args.ism, saliency=args.saliency,
                            saliency_n=args.saliency_n, motifs=args.motif, seed=args.seed,
-                           batch_size=args.batch_size, model_path=args.model_path)
+                           batch_size=args.batch_size, model_path=args.model_path, rule=rule)
         if args.metrics_json:
-            with atomic_output(args.metrics_json) as fh:
+            with rule.open(args.metrics_json, flag="--metrics-json") as fh:
                 json.dump({k: {m: v["model"][m]["value"] for m in ("pearson", "spearman", "r2", "mse", "mae")}
                            | {"n": v["n"]} for k, v in rep["subsets"].items()}, fh, indent=2)
         return 0
     results = {}
     with scratch_dir("seq2exp-eval-", args.work) as work:  # removed on any exit unless --work was given
-        manifests = prepare(args.data, spec.layout, work, split="none", group=False)
+        manifests = prepare(args.data, spec.layout, work, split="none", group=False, keep_rejected=bool(args.work))
         check_labeled(manifests, "evaluated", "score unlabeled sequences with predict instead")
+        for m in manifests:
+            check_label_range([m], eval_split(m))
         for m, name in zip(manifests, dataset_labels(manifests)):
             r = evaluate_model(keras_model, spec, m, eval_split(m), args.batch_size)
             results[name] = r
             print(f"{name:40s} n={r['n']:7d} pearson {r['pearson']:.4f} spearman "
                   f"{r['spearman']:.4f} R2 {r['r2']:.4f} MSE {r['mse']:.4f} MAE {r['mae']:.4f}")
     if args.metrics_json:
-        with atomic_output(args.metrics_json) as fh:
+        with rule.open(args.metrics_json, flag="--metrics-json") as fh:
             json.dump(results, fh, indent=2)
     return 0
 
@@ -193,7 +206,8 @@ def predict_main(argv: list[str] | None = None, model: str | None = None) -> int
                    help="sequence column name or 0-based index (default: found from the header)")
     p.add_argument("--header", default="auto", choices=["auto", "yes", "no"],
                    help="whether table files start with a header line: one of auto, yes, no (default: auto)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --predictions file (never an input)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --predictions file (never an input, "
+                   "the model read, or a run's own files)")
     args = p.parse_args(argv)
     quiet_tensorflow(args.verbose)
     return _guarded(_predict, args, p.prog)
@@ -205,11 +219,12 @@ def _predict(args) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
     check_inputs_exist(args.inputs)
-    check_out(args.predictions, args.inputs, args.overwrite, flag="--predictions")
+    rule = OutputRule([*args.inputs, *model_inputs(args.model_path)], args.overwrite)
+    rule.check_file(args.predictions, "--predictions")
     check_prediction_inputs(args.inputs, args.seq_col, args.header)  # every file readable before the output is made
     keras_model, spec = _load_model(args.model_path, args.model)
     stats: dict = {}
-    with atomic_output(args.predictions) as out:  # written beside its name and renamed into place when complete
+    with rule.open(args.predictions, flag="--predictions") as out:  # written beside its name, renamed when complete
         n = predict_files(keras_model, spec, args.inputs, out, args.batch_size, args.seq_col, args.header, stats)
     cut = stats.get("truncated", 0)
     note = (f"; {cut:,} longer than the {stats['length']}-nt {spec.layout} layout were cut ({stats['cut']}; "
@@ -242,6 +257,14 @@ def report_main(argv: list[str] | None = None) -> int:
     prog = command_name("seq2exp-report")
     if argv[:1] == ["dream"]:
         return stats.dream_main(argv[1:], prog=f"{prog} dream")
-    print(f"usage: {prog} dream PREDICTIONS --subsets JSON  (report folders for a trained run: "
-          "seq2exp-evaluate RUN DATA... --report DIR)", file=sys.stderr)
+    usage = (f"usage: {prog} dream PREDICTIONS --subsets JSON [--score-json FILE]\n\n"
+             "The DREAM 2022 weighted Pearson/Spearman score of a predictions table "
+             f"({prog} dream --help for its flags).\nReport folders for a trained run: "
+             "seq2exp-evaluate RUN DATA... --report DIR\n\nexample:\n"
+             f"  {prog} dream predictions.tsv --subsets subsets.json --score-json score.json")
+    if argv[:1] in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    print(usage if not argv else f"{prog}: error: {argv[0]}: unknown report; the one report is 'dream' (see --help)",
+          file=sys.stderr)
     return 2

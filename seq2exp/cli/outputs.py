@@ -1,23 +1,17 @@
-"""What evaluate and predict write: never over an input, never over an existing file unasked, whole or not at all,
-and no temporary folder left behind on any exit (SIGTERM included).
+"""What evaluate and predict write, by the one rule in data_prep.outputs (never over an input or a run's own
+files, never over an existing file unasked, whole or not at all), and no temporary folder left behind on any
+exit (SIGTERM included).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 
 from data_prep.output_folder import interruptible
+from data_prep.outputs import OutputRule
 from seq2exp.cli.checks import UsageError
-
-
-def _same(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def check_inputs_exist(paths: list[str], what: str = "input") -> None:
@@ -27,42 +21,21 @@ def check_inputs_exist(paths: list[str], what: str = "input") -> None:
 
 
 def check_out(out: str | None, inputs: list[str], overwrite: bool, flag: str = "--out") -> None:
-    """Before any work: `out` is not an input (or inside an input folder), not a folder, and not an existing
-    file unless `overwrite`."""
-    if out in (None, "-"):
-        return
-    for path in inputs:
-        if os.path.exists(path) and (_same(out, path) or os.path.isdir(path) and os.path.realpath(out).startswith(
-                os.path.realpath(path) + os.sep)):
-            raise UsageError(f"{flag} {out} is the input {path}; writing it would destroy the input: choose "
-                             "another file name")
-    if os.path.isdir(out):
-        raise UsageError(f"{flag} {out} is a folder; give a file name")
-    if os.path.exists(out) and not overwrite:
-        raise UsageError(f"{flag} {out} exists; pass --overwrite to replace it, or choose another name")
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        raise UsageError(f"{flag} {out}: the folder {parent} does not exist")
+    """Before any work: `out` may be written (data_prep.outputs' rule: not an input, not a run's own file,
+    not an existing file unless `overwrite`)."""
+    OutputRule(inputs, overwrite).check_file(out, flag)
 
 
-@contextlib.contextmanager
 def atomic_output(out: str | None, mode: str = "w"):
-    """A file handle whose content replaces `out` only when the block succeeds ("-"/None: stdout)."""
-    if out in (None, "-"):
-        yield sys.stdout
-        return
-    folder, name = os.path.split(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
-    try:
-        with interruptible(), os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    """A handle whose content replaces `out` when the block succeeds; a run's own files are still refused."""
+    return OutputRule(overwrite=True).open(out, mode)
+
+
+def model_inputs(model_path: str) -> list[str]:
+    """What a command reads of a trained model: the run folder's (or the .keras file's) model and config.yaml."""
+    folder = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
+    model = os.path.join(model_path, "model.keras") if os.path.isdir(model_path) else model_path
+    return [model, os.path.join(folder, "config.yaml")]
 
 
 @contextlib.contextmanager

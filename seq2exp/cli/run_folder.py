@@ -17,18 +17,16 @@ import hashlib
 import json
 import os
 import shutil
-import socket
-import time
 
 from data_prep.errors import Seq2ExpError
+from data_prep.outputs import LOCK, LockedError, advisory_lock, release_lock
+from data_prep.outputs import RUN_ENTRIES as OWNED
 from seq2exp.cli.checks import UsageError
 
-LOCK = ".seq2exp.lock"
 PINS = "datasets.json"
-#: what a training writes into its run folder (also inside pretrain/ and finetune/)
-RUN_ENTRIES = ("config.yaml", "config.yaml.tmp", "history.json", "history.csv", "metrics.json", "model.keras",
-               "model.partial.keras", "checkpoints", "best", "best.partial", "best.old", "tensorboard", "data",
-               "pretrain", "finetune", "demo", PINS)
+#: what a training writes into its run folder (also inside pretrain/ and finetune/); RUN_ENTRIES lives with the
+#: rule that no command writes over a run's own files (data_prep.outputs), which every layer can import
+RUN_ENTRIES = tuple(e for e in OWNED if e != LOCK)
 #: what shows that a training ran (a folder with only config.yaml and data/ never trained: it is reused)
 _MARKS = tuple(os.path.join(stage, m) for stage in ("", "pretrain", "finetune")
                for m in ("history.json", "model.keras", os.path.join("checkpoints", "checkpoint")))
@@ -92,28 +90,15 @@ class RunFolder:
         """Advisory lock: a second training into the same folder is refused while the first one runs."""
         if not _local(self.run_dir):
             return  # object stores have no locks; one writer per folder is then the user's job
-        import fcntl
-
-        os.makedirs(self.run_dir, exist_ok=True)
-        fh = open(os.path.join(self.run_dir, LOCK), "a+")  # noqa: SIM115 - held open: closing drops the lock
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise RunFolderError(f"{self.run_dir}: {holder} is training into this folder right now; wait for it "
-                                 "to finish or choose another --run-dir") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        fh.flush()
-        self._fh = fh
+            self._fh = advisory_lock(os.path.join(self.run_dir, LOCK), self.run_dir, "training into this folder",
+                                     "wait for it to finish or choose another --run-dir")
+        except LockedError as err:
+            raise RunFolderError(str(err)) from None
 
     def release(self) -> None:
-        if self._fh is not None:
-            self._fh.close()  # closing drops the flock
-            self._fh = None
+        release_lock(self._fh)  # closing drops the flock
+        self._fh = None
 
     def claim(self, cfg, overwrite: bool) -> bool:
         """Lock, then decide: fresh start, resume (same config) or overwrite. True when an earlier run is resumed."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from data_prep.build import BuildError, build
 from data_prep.build import parser as build_parser
-from data_prep.input_plan import summary_lines
+from data_prep.input_plan import rejected_lines, summary_lines
 from data_prep.manifest import MANIFEST, Manifest, load_manifest, sha256_file
 
 
@@ -70,8 +70,9 @@ def dataset_labels(manifests: list[Manifest]) -> list[str]:
 
 
 def prepare(items: list[str], layout: str, work: str, split: str = "hash", group: bool = True,
-            extra: list[str] | None = None) -> list[Manifest]:
-    """Dataset folders as they are (layout checked); raw files built under `work`.
+            extra: list[str] | None = None, keep_rejected: bool = True) -> list[Manifest]:
+    """Dataset folders as they are (layout checked); raw files built under `work` (`keep_rejected` False: a
+    temporary folder, so the rejected records are printed, not pointed to).
 
     group=True builds all raw files into ONE dataset (e.g. two libraries that together form the
     training set); group=False builds each file into its own (e.g. separate test sets).
@@ -90,8 +91,10 @@ def prepare(items: list[str], layout: str, work: str, split: str = "hash", group
                                               "--quiet", *(extra or [])])
             m = build(args.inputs, args.out, args)
             c = m["counts"]
-            print(f"built {target}: {c['written']:,} records ({c['rejected']:,} rejected, see rejected.tsv)")
-            print("\n".join(summary_lines(m)))
+            where = f", see {os.path.join(target, 'rejected.tsv')}" if keep_rejected and c["rejected"] else ""
+            print(f"built {target}{'' if keep_rejected else ' (temporary)'}: {c['written']:,} records "
+                  f"({c['rejected']:,} rejected{where})")
+            print("\n".join(summary_lines(m) + ([] if keep_rejected else rejected_lines(target, m))))
         out.append(load_manifest(target, layout=layout))
     return out
 

@@ -4,7 +4,6 @@
 published object structure, randomises every weight and BatchNorm statistic, trains one Adam step
 and ``model.save(dir)``s it, plus its own predictions on sequences containing N.
 """
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,19 +11,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
+
+from tests.conftest import require_installed
 
 ROOT = Path(__file__).resolve().parents[2]
 HANG_GUARD_S = 3600  # only stops a hung subprocess; not a performance limit
 
 
 def require_tf_keras():
-    """Skips without tf-keras; under CI (``CI`` set) its absence is a failure."""
-    if importlib.util.find_spec("tf_keras") is None:
-        message = "tf-keras is not installed (pip install -e '.[test]'); the Keras-2 reference needs it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    """Skips without tf-keras locally; under CI (tests/conftest.py strict(): ``CI`` or REQUIRE_SHARED_DATA=1,
+    as for every optional dependency) its absence is a failure. Not imported here: it runs in a subprocess."""
+    require_installed("tf_keras", "tf-keras is not installed (pip install -e '.[test]'); the Keras-2 reference "
+                                  "needs it")
 
 
 def subprocess_env(**extra):

@@ -308,9 +308,14 @@ def test_missing_tf_keras_fails_under_ci_and_skips_elsewhere(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf_keras" else real(name, *a))
+    monkeypatch.delenv("REQUIRE_SHARED_DATA", raising=False)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="tf-keras is not installed"):
         keras2_fixture.require_tf_keras()
     monkeypatch.delenv("CI")
+    monkeypatch.setenv("REQUIRE_SHARED_DATA", "1")  # what .ci/run sets: the same switch as every optional package
+    with pytest.raises(pytest.fail.Exception, match="tf-keras is not installed"):
+        keras2_fixture.require_tf_keras()
+    monkeypatch.delenv("REQUIRE_SHARED_DATA")
     with pytest.raises(pytest.skip.Exception):
         keras2_fixture.require_tf_keras()

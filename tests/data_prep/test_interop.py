@@ -1,6 +1,5 @@
 """A built folder reads the same through four readers: stock tf.data + parse_example, the `tfrecord`
 package (the PyTorch side, no torch needed), our tf.data reader and our numpy reader."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import pytest
 from data_prep.manifest import load_manifest
 from data_prep.numpy_reader import make_numpy_reader
 from data_prep.simulate import simulate, write_tsv
+from tests.conftest import require_installed
 from tests.data_prep.util import run_build
 
 #: how each manifest feature is stored in the tf.train.Example (written here from the manifest's list)
@@ -57,8 +57,7 @@ np.savez(out, **cols)
 def _tfrecord_package(m, split, tmp):
     """The `tfrecord` package's reader, in its own process: it registers tf.train.Example's protobuf
     names too, which clash with TensorFlow's in one process (its reader needs neither TF nor torch)."""
-    if importlib.util.find_spec("tfrecord") is None:
-        pytest.skip("the tfrecord package (test extra) is not installed")
+    require_installed("tfrecord", "the tfrecord package (test extra) is not installed; pip install -e '.[test]'")
     kinds = {"bytes": "byte", "int": "int", "float": "float"}
     description = ",".join(f"{k}={kinds[KINDS[k]]}" for k in m.data["schema"]["features"])
     out = os.path.join(tmp, f"{split}.npz")
@@ -94,3 +93,18 @@ def test_four_readers_yield_the_same_records(folder, tmp_path):
         for who, got in (("tf.data reader", ours_tf), ("stock tf.data", stock), ("tfrecord package", package)):
             _assert_same(ours_np, got, who)
     assert all(os.path.basename(p).endswith(".tfrecord.gz") for p in m.shard_paths("train"))
+
+
+def test_missing_tfrecord_fails_under_ci(monkeypatch, tmp_path):
+    """The guard bites: with REQUIRE_SHARED_DATA=1 (what .ci/run sets) a missing `tfrecord` FAILS the test."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tfrecord" else real(name, *a))
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("REQUIRE_SHARED_DATA", "1")
+    with pytest.raises(pytest.fail.Exception, match="tfrecord"):
+        _tfrecord_package(None, "train", str(tmp_path))
+    monkeypatch.delenv("REQUIRE_SHARED_DATA")
+    with pytest.raises(pytest.skip.Exception):
+        _tfrecord_package(None, "train", str(tmp_path))

@@ -38,7 +38,7 @@ def test_train_evaluate_predict_from_raw_files(tmp_path, capsys):
     assert predict_main([str(run), str(fa), "--predictions", str(tmp_path / "p.tsv")], model="crmnet") == 0
     rows = [r.split("\t") for r in (tmp_path / "p.tsv").read_text().splitlines()]
     assert rows[0] == ["file", "line", "id", "prediction", "note"]
-    assert [r[2] for r in rows[1:]] == ["a", "b", "AC-GT"]
+    assert [r[2] for r in rows[1:]] == ["a", "b", "c"]  # an invalid record keeps its header name (issue 23)
     assert np.isfinite(float(rows[1][3])) and rows[3][3] == "" and "invalid_character" in rows[3][4]
 
 

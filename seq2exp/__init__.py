@@ -9,8 +9,8 @@
 package and check their flags before TensorFlow starts): each name below loads its module on first use.
 It also makes `keras.saving.load_model` read every project `.keras` file (seq2exp.api.keras_hook).
 """
-import sys
-import types
+import sys as _sys
+import types as _types
 
 from seq2exp._version import __version__
 from seq2exp.api import keras_hook as _keras_hook
@@ -39,17 +39,17 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted({name for name in globals() if not name.startswith("_")} | set(__all__))
 
 
-class _Package(types.ModuleType):
+class _Package(_types.ModuleType):
     """`python -m seq2exp.train` is a module too: importing it must not replace the function `seq2exp.train`."""
 
     def __setattr__(self, name: str, value) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
+        if name in _EXPORTS and isinstance(value, _types.ModuleType):
             return  # the import system sets a loaded submodule on its parent; it stays in sys.modules
         super().__setattr__(name, value)
 
 
-sys.modules[__name__].__class__ = _Package
+_sys.modules[__name__].__class__ = _Package
 _keras_hook.install()

@@ -13,8 +13,6 @@ dream_peers do). Importing every model package takes ~0.1 s on top of Keras's se
 """
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import sys
 
 _installed = False
@@ -41,7 +39,7 @@ def register_models() -> None:
             pass
 
 
-class _KerasLoader(importlib.abc.Loader):
+class _KerasLoader:  # duck-typed: importlib.abc alone costs the commands 8 ms
     """The original loader of `keras`, then `register_models`."""
 
     def __init__(self, loader):
@@ -58,7 +56,7 @@ class _KerasLoader(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-class _KerasFinder(importlib.abc.MetaPathFinder):
+class _KerasFinder:
     """Finds `keras` as the other finders would, with its loader wrapped; used once, then removed."""
 
     def find_spec(self, fullname, path=None, target=None):
@@ -66,6 +64,8 @@ class _KerasFinder(importlib.abc.MetaPathFinder):
             return None
         if self in sys.meta_path:
             sys.meta_path.remove(self)
+        import importlib.util
+
         spec = importlib.util.find_spec("keras")
         if spec is not None and spec.loader is not None:
             spec.loader = _KerasLoader(spec.loader)

@@ -7,6 +7,7 @@ checked before TensorFlow is imported; the run itself is in `seq2exp.cli.run`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from seq2exp.cli import config as run_config
@@ -73,7 +74,7 @@ def train_main(argv: list[str] | None = None, model: str | None = None) -> int:
 def _load_model(path: str, model_name: str | None):
     from seq2exp.api.predictor import load_keras_model
 
-    return load_keras_model(path, model_name)
+    return load_keras_model(os.fspath(path), model_name)
 
 
 def _guarded(body, args, prog: str) -> int:

@@ -84,13 +84,18 @@ def macaron_tokens(seq, trim_5=ADAPTER_5_LEN, trim_3=ADAPTER_3_LEN, width=STRAND
     """
     _static_length(seq, trim_5 + 1, "the Macaron transform")
     codes = codes_int(seq)
+    source, inside = token_sources(codes, trim_5, trim_3, width)
+    forward = ops.where(inside, ops.take_along_axis(codes, source, axis=1), N_CODE)
+    return ops.concatenate([forward, reverse_complement_tokens(forward)], axis=1)
+
+
+def token_sources(codes, trim_5=ADAPTER_5_LEN, trim_3=ADAPTER_3_LEN, width=STRAND_TOKENS):
+    """``(batch, width)`` int32 record position of each forward-strand token, and whether it has one (else N)."""
     core = ops.clip(sequence_lengths(codes) - trim_5 - trim_3, 0, width)
     left = (width - core) // 2
     offset = ops.arange(width, dtype="int32")[None, :] - left[:, None]  # index into the trimmed part
     inside = ops.logical_and(ops.greater_equal(offset, 0), ops.less(offset, core[:, None]))
-    source = ops.clip(offset + trim_5, 0, codes.shape[1] - 1)
-    forward = ops.where(inside, ops.take_along_axis(codes, source, axis=1), N_CODE)
-    return ops.concatenate([forward, reverse_complement_tokens(forward)], axis=1)
+    return ops.clip(offset + trim_5, 0, codes.shape[1] - 1), inside
 
 
 def hash_uniform(tokens):

@@ -42,9 +42,12 @@ class StrandedTokenEmbedding(keras.layers.Layer):
         self.built = True
 
     def call(self, tokens):
-        one_hot = ops.one_hot(ops.cast(tokens, "int32"), self.vocab_size, dtype=self.compute_dtype)
+        return self.embed_one_hot(ops.one_hot(ops.cast(tokens, "int32"), self.vocab_size, dtype=self.compute_dtype))
+
+    def embed_one_hot(self, one_hot):
+        """The embedding of ``(batch, L, vocab_size)`` one-hot tokens (differentiable in them: saliency)."""
         strand = ops.take(ops.cast(self.strand, self.compute_dtype), self._strand_index, axis=0)
-        return self.kmer(one_hot) + ops.cast(self.position, self.compute_dtype) + strand
+        return self.kmer(ops.cast(one_hot, self.compute_dtype)) + ops.cast(self.position, self.compute_dtype) + strand
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:2] + (self.d_model,)

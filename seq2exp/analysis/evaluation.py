@@ -11,7 +11,7 @@ import numpy as np
 
 from data_prep import alphabet
 from data_prep.layouts import get_layout
-from data_prep.parse import parse_fasta_chunk, parse_table_chunk
+from data_prep.parse import Parsed, Rejection, TableSpec, parse_fasta_chunk, parse_lines, parse_table_chunk
 from data_prep.sources import InputError, detect_format, iter_chunks, read_head, resolve_table
 from seq2exp.engine.metrics import PredictionCollector
 from seq2exp.engine.registry import ModelSpec
@@ -104,13 +104,14 @@ def predict_files(model: keras.Model, spec: ModelSpec, paths: list[str], out: Te
                 codes = parsed.codes[i:i + batch_size]
                 batch = {"seq": codes, "is_singleton": np.zeros(len(codes), np.uint8)}
                 preds[i:i + batch_size] = predict_batch(model, spec, batch)
-            notes = [f"truncated: {k} nt, longer than the {layout.length}-nt {layout.name} layout ({cut})" if t else ""
+            notes = [truncation_note(k, layout) if t else ""
                      for k, t in zip(parsed.length.tolist(), parsed.truncated.tolist())]
             stats["truncated"] += int(parsed.truncated.sum())
             rows = [(ln, f"{name}\t{p:.6g}\t{note}")
                     for ln, name, p, note in zip(parsed.line.tolist(), names, preds, notes)]
-            # the id of a rejected FASTA record is its header name, of a table row its (first 80) characters
-            rows += [(r.line, f"{r.id if fmt == 'fasta' else r.text[:80]}\t\t{r.reason}: {r.detail}")
+            # the id of a rejected FASTA record is its header name, of a table row its (first 80) characters, tabs
+            # as spaces: one row of five fields (a TSV line has several)
+            rows += [(r.line, (r.id if fmt == "fasta" else r.text[:80]).replace("\t", " ") + f"\t\t{rejection_note(r)}")
                      for r in parsed.rejections]
             for ln, text in sorted(rows):
                 out.write(f"{path}\t{ln}\t{text}\n")
@@ -122,6 +123,43 @@ def predict_files(model: keras.Model, spec: ModelSpec, paths: list[str], out: Te
                 rate = (n - warm[1]) / max(shown - warm[0], 1e-9)
                 print(f"  {n:,} sequences predicted ({rate:,.0f}/s after compilation)", file=sys.stderr)
     return n
+
+
+def truncation_note(length: int, layout) -> str:
+    """What predict says of a sequence longer than the layout keeps (it predicts the part it keeps)."""
+    cut = "the 5' end is cut" if layout.flank_5 else "the 3' end is cut"
+    return f"truncated: {length} nt, longer than the {layout.length}-nt {layout.name} layout ({cut})"
+
+
+def rejection_note(rejection) -> str:
+    """What predict says of an input line it cannot score (data_prep.parse.Rejection)."""
+    return f"{rejection.reason}: {rejection.detail}"
+
+
+def parse_sequences(seqs, layout) -> Parsed:
+    """Python strings through the parser predict uses for files, so they get its rules and its reasons.
+
+    Record / rejection `line` i is seqs[i]. Surrounding whitespace is stripped (as `encode_sequences`
+    does); None, NaN and "" are empty sequences; a line break inside a string is an invalid character.
+    """
+    layout = get_layout(layout) if isinstance(layout, str) else layout
+    raw = ["" if s is None or (isinstance(s, float) and s != s) else str(s).strip() for s in seqs]
+    early, keep = [], []
+    for i, s in enumerate(raw):
+        p = None if s.isascii() and "\n" not in s and "\r" not in s else next(  # each must be one line
+            (k for k, ch in enumerate(s) if ch in "\n\r" or ord(ch) > 255), None)
+        if p is None:
+            keep.append(i)
+        else:
+            early.append(Rejection(i, "invalid_character", f"invalid character {s[p]!r} at position {p + 1} of the "
+                                   "sequence", s[:200]))
+    body = "".join(raw[i] + "\n" for i in keep).encode("latin-1")
+    parsed = parse_lines(body, np.asarray(keep, dtype=np.int64), TableSpec("\t", 1, 0, None), layout, 0)
+    for r in parsed.rejections:
+        if r.reason == "empty_line":  # one field per line: an empty sequence reads as an empty line
+            r.reason, r.detail = "empty_sequence", "empty sequence"
+    parsed.rejections = sorted(early + parsed.rejections, key=lambda r: r.line)
+    return parsed
 
 
 def _field(line: bytes, table) -> str:

@@ -12,7 +12,7 @@ import sys
 
 from data_prep.outputs import OutputRule
 from seq2exp.cli import config as run_config
-from seq2exp.cli.checks import UsageError, check_keras_file, check_label_range, check_labeled, check_model_config
+from seq2exp.cli.checks import UsageError, check_label_range, check_labeled, check_model_config
 from seq2exp.cli.outputs import check_inputs_exist, exit_code, model_inputs, scratch_dir
 from seq2exp.cli.parsing import CommandParser, command_name, quiet_tensorflow
 from seq2exp.engine.registry import get_model_spec, load_all_models, model_names
@@ -73,20 +73,9 @@ def train_main(argv: list[str] | None = None, model: str | None = None) -> int:
 
 
 def _load_model(path: str, model_name: str | None):
-    import keras
+    from seq2exp.api.predictor import load_keras_model
 
-    load_all_models()  # importing registers every model's custom layers
-    run_dir = path if os.path.isdir(path) else os.path.dirname(path)
-    file = check_keras_file(path)
-    cfg_file = os.path.join(run_dir, "config.yaml")
-    if model_name is None and os.path.exists(cfg_file):
-        model_name = run_config.load_file(cfg_file).get("model")
-    try:
-        model = keras.saving.load_model(file, safe_mode=True)
-    except (ValueError, OSError, TypeError, KeyError) as err:
-        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        raise UsageError(f"{file}: cannot load this .keras file ({why})") from None
-    return model, get_model_spec(model_name or model.name)
+    return load_keras_model(os.fspath(path), model_name)
 
 
 def _guarded(body, args, prog: str) -> int:

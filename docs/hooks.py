@@ -21,8 +21,13 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # the checkout's packages, not an installed copy
-    sys.path.insert(0, ROOT)
+
+
+def _checkout_first() -> None:
+    """The checkout's packages (benchmarks/ is not installed), first; checked at every event, because MkDocs
+    loads this file with its own import machinery and what is on sys.path then need not be there later."""
+    if sys.path[:1] != [ROOT]:
+        sys.path.insert(0, ROOT)
 
 #: command shown in the docs -> (module:function, argv that reaches its parser)
 COMMANDS = {
@@ -143,6 +148,7 @@ def parameter_count(model: str, preset: str) -> str:
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
+    _checkout_first()
     from benchmarks.tables import render
 
     where = page.file.src_path

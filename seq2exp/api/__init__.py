@@ -1,0 +1,1 @@
+"""The public Python API; `seq2exp/__init__.py` exports its names lazily."""

@@ -11,6 +11,7 @@ With no data, the command trains the embedded demo: simulated GPRA data with a k
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -210,10 +211,7 @@ def check_model_builds(spec: ModelSpec, cfg: RunConfig) -> None:
         return
     from keras.src.backend.common import global_state
 
-    uids = global_state.get_global_attribute("object_name_uids")
-    saved = type(uids)(uids) if uids is not None else None
-    if hasattr(uids, "default_factory"):
-        saved.default_factory = uids.default_factory
+    saved = copy.copy(global_state.get_global_attribute("object_name_uids"))
     try:
         spec.build({**(spec.presets[cfg.preset]() if cfg.preset else {}), **cfg.model_config})
     except (ValueError, TypeError, KeyError, AssertionError) as err:

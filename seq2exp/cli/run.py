@@ -10,18 +10,13 @@ import os
 import shlex
 import sys
 
+from data_prep.columns import ColumnError
 from data_prep.errors import BuildError, Seq2ExpError
+from data_prep.sources import InputError
 from seq2exp.cli.checks import UsageError
 
 #: errors that mean "the command as given cannot work" (exit 2); every other Seq2ExpError is a failed run (1)
-USAGE_ERRORS: tuple[type[Exception], ...] = (UsageError, BuildError)
-
-
-def _usage_errors() -> tuple:
-    from data_prep.columns import ColumnError
-    from data_prep.sources import InputError
-
-    return (*USAGE_ERRORS, InputError, ColumnError)
+USAGE_ERRORS = (UsageError, BuildError, InputError, ColumnError)
 
 
 def run_command(cfg, spec, demo: bool, argv: list[str], prog: str) -> int:
@@ -35,7 +30,7 @@ def run_command(cfg, spec, demo: bool, argv: list[str], prog: str) -> int:
             run_training(cfg, spec, demo)
     except Seq2ExpError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
-        return 2 if isinstance(err, _usage_errors()) else 1
+        return 2 if isinstance(err, USAGE_ERRORS) else 1
     except KeyboardInterrupt as err:
         print(interrupted(cfg.run_dir, getattr(err, "signum", 2), resume_command(prog, argv, cfg.run_dir)),
               file=sys.stderr, flush=True)

@@ -2,7 +2,7 @@
 
 Console scripts (`seq2exp-train`, `crmnet-train`, ...) and the `python -m` forms (`seq2exp.train`,
 `crmnet.train`, ...) call these; a model package's own commands fix `model`. Flags are parsed and
-checked before TensorFlow is imported; the run itself is `seq2exp.api.training.run_training`.
+checked before TensorFlow is imported; the run itself is `seq2exp.api.runner.run_training`.
 """
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ def _presets(model: str | None) -> list[str]:
 
 def train_main(argv: list[str] | None = None, model: str | None = None) -> int:
     """The train command: flags -> RunConfig (checked before TensorFlow starts), then `seq2exp.cli.run.run_command`
-    runs `seq2exp.api.training.run_training`, the code path of `seq2exp.train`."""
-    from seq2exp.api.training import DEMO_DEFAULTS, configure
+    runs `seq2exp.api.runner.run_training`, the code path of `seq2exp.train`."""
+    from seq2exp.api.runner import DEMO_DEFAULTS
+    from seq2exp.api.training import configure
 
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = command_name(f"{model}-train" if model else "seq2exp-train")

@@ -1,4 +1,4 @@
-"""The train command's run: `seq2exp.api.training.run_training` (the same function `seq2exp.train` calls), its
+"""The train command's run: `seq2exp.api.runner.run_training` (the same function `seq2exp.train` calls), its
 errors as one line and an exit code, and an interruption as a line that says how to resume.
 
 Exit codes: 2 when the command cannot work as given (a flag, the run folder, the data), 1 when the run
@@ -22,7 +22,7 @@ USAGE_ERRORS = (UsageError, BuildError, InputError, ColumnError)
 def run_command(cfg, spec, demo: bool, argv: list[str], prog: str) -> int:
     """Run the training; 0, or a one-line error / interruption note and its exit code."""
     from data_prep.output_folder import interruptible
-    from seq2exp.api.training import run_training
+    from seq2exp.api.runner import run_training
     from seq2exp.cli.outputs import exit_code
 
     try:

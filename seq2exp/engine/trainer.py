@@ -282,8 +282,10 @@ class Trainer:
         try:
             self.checkpoints.load_weights(source, self.spec.name)
         except Exception as err:  # noqa: BLE001 - whatever the file is, it cannot start this model: one line
-            why = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-            raise PreflightError(f"--init-from {source}: cannot initialise {self.spec.name} from it ({why})") from err
+            text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            if not text.startswith(source):
+                text = f"{source}: cannot initialise {self.spec.name} from it ({text[:300]})"
+            raise PreflightError(f"--init-from {text}") from err
 
     def initialize(self, stats: dict) -> None:
         """The model's data-aware init of fresh weights, from the training labels' {"mean", "std"}."""

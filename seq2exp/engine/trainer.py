@@ -309,6 +309,9 @@ class Trainer:
         if not labels:
             raise ValueError("the data-aware init needs labels: train_fn's batches have no 'label' field")
         y = np.concatenate(labels)
+        y = y[np.isfinite(y)]  # a NaN label poisons its batch's update (nan_policy), not the init
+        if not y.size:
+            raise ValueError("the data-aware init found no finite label in the first training batches")
         return {"mean": float(y.mean()), "std": float(y.std()), "count": int(y.size)}
 
     def _finish(self, has_val: bool) -> dict:

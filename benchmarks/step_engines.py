@@ -206,7 +206,7 @@ def synthetic_train_fn(records: dict):
 
 
 def reader_train_fn(manifest, split: str, global_batch: int, shuffle_buffer: int):
-    """The training reader, as ``seq2exp.cli.run`` builds it (tf.data or numpy by backend), repeating forever."""
+    """The training reader, as ``seq2exp.api.runner`` builds it (tf.data or numpy by backend), repeating forever."""
     from seq2exp.engine.data import input_batches
 
     def train_fn(ctx, seed):

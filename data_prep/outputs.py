@@ -28,7 +28,8 @@ LOCK = ".seq2exp.lock"
 #: what a training writes into its run folder (also inside pretrain/ and finetune/): the run owns these
 RUN_ENTRIES = ("config.yaml", "config.yaml.tmp", "history.json", "history.csv", "metrics.json", "model.keras",
                "model.partial.keras", "checkpoints", "best", "best.partial", "best.old", "tensorboard", "data",
-               "pretrain", "finetune", "demo", "datasets.json", LOCK)
+               "pretrain", "finetune", "demo", "inputs", "curves.png", "provenance.json", "test_predictions",
+               "datasets.json", LOCK)
 
 
 _TRAINED = ("history.json", "model.keras", "checkpoints", "pretrain", "finetune")

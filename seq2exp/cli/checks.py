@@ -117,9 +117,10 @@ def check_model_config(spec, model_config: dict) -> None:
 
 
 def check_batch_fits(batch_size: int, replicas: int, steps_per_epoch: int | None, n_train: int, where: str) -> None:
-    """A global batch larger than the training split leaves no full batch to train on."""
+    """A global batch larger than the training split leaves no full batch to train on (with --steps-per-epoch too:
+    batches drop their remainder, so such data yields none at all)."""
     global_batch = batch_size * replicas
-    if steps_per_epoch is None and n_train < global_batch:
+    if n_train < global_batch:
         per = f" ({batch_size} per replica x {replicas} replicas)" if replicas > 1 else ""
         raise UsageError(f"--batch-size {batch_size}{per} is larger than the {n_train:,} training records in {where}; "
                          f"use --batch-size {max(n_train // replicas, 1)} or smaller")
@@ -170,3 +171,91 @@ def check_label_range(manifests, split: str) -> None:
             raise UsageError(f"{at or dataset_source(m)}: labels in the {split} split reach {worst:.3g}, beyond "
                              f"±{LABEL_LIMIT:.2g} where their squares overflow float32 (the loss and metrics would "
                              "be inf); rescale them (e.g. log) or remove the outliers and rebuild")
+
+
+def check_run_dir(run_dir: str | None) -> None:
+    """--run-dir names a folder (or nothing yet), never an existing file."""
+    if run_dir and "://" not in run_dir and os.path.lexists(run_dir) and not os.path.isdir(run_dir):
+        raise UsageError(f"--run-dir {run_dir}: is a file, not a folder; choose a folder name (it is created)")
+
+
+def _keras_classes(node):
+    """Every class_name in a Keras config tree."""
+    if isinstance(node, dict):
+        if isinstance(node.get("class_name"), str):
+            yield node["class_name"]
+        for value in node.values():
+            yield from _keras_classes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _keras_classes(value)
+
+
+def check_init_from(path: str | None) -> None:
+    """--init-from is something weights can be read from, checked before any data is built: a whole .keras
+    archive without Python code (Lambda layers are never run), an .npz of plain arrays, a run / checkpoint
+    folder, or a checkpoint prefix."""
+    if not path or "://" in path:
+        return
+    flag = f"--init-from {path}"
+    if os.path.isdir(path):
+        marks = ("model.keras", "checkpoints", "best", "checkpoint")
+        if not any(os.path.exists(os.path.join(path, m)) for m in marks) and not any(
+                f.startswith("ckpt-") for f in os.listdir(path)):
+            raise UsageError(f"{flag}: the folder holds no model.keras, checkpoints/ or best/ (not a run folder); "
+                             "pass a run folder, a .keras file or a checkpoint")
+        return
+    if not os.path.exists(path):
+        if os.path.exists(path + ".index"):  # a TensorFlow checkpoint prefix (ckpt-3)
+            return
+        raise UsageError(f"{flag}: not found (pass a .keras file, a run folder or a checkpoint)")
+    if path.endswith(".keras"):
+        import json
+
+        try:
+            check_keras_file(path)
+        except UsageError as err:
+            raise UsageError(f"--init-from {err}") from None
+        with zipfile.ZipFile(path) as z:
+            try:
+                classes = set(_keras_classes(json.loads(z.read("config.json"))))
+            except ValueError as err:
+                raise UsageError(f"{flag}: its config.json is not valid JSON ({err})") from None
+        if "Lambda" in classes:
+            raise UsageError(f"{flag}: the model holds a Lambda layer (Python code, which is never run from a "
+                             "file); initialise from a model saved without Lambda layers")
+        return
+    if path.endswith(".npz"):
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                for name in archive.files:
+                    archive[name]  # noqa: B018 - reading each array is the check
+        except ValueError as err:
+            why = "it holds Python objects (pickled), which are never loaded" if "allow_pickle" in str(err) \
+                else str(err).splitlines()[0]
+            raise UsageError(f"{flag}: not a weights archive of plain arrays ({why})") from None
+        except (OSError, zipfile.BadZipFile) as err:
+            raise UsageError(f"{flag}: not a readable .npz archive ({err})") from None
+        return
+    base = os.path.basename(path)
+    hint = (f"; pass the checkpoint prefix {path.split('.index')[0].split('.data-')[0]}"
+            if ".index" in base or ".data-" in base else "")
+    raise UsageError(f"{flag}: not a checkpoint (neither a .keras file, an .npz archive, a run folder nor a "
+                     f"checkpoint prefix){hint}")
+
+
+def check_val_split(manifests, split: str, train_split: str) -> None:
+    """The validation split exists in every training dataset and is not empty; 'none' means no validation."""
+    if split == "none":
+        return
+    from seq2exp.engine.data import dataset_source
+
+    for m in manifests:
+        if split not in m.splits or m.records(split) == 0:
+            what = f"has no {split!r} split" if split not in m.splits else f"has an empty {split!r} split"
+            others = ", ".join(s for s in m.splits if s != train_split) or "none"
+            raise UsageError(f"--val-split {split}: {dataset_source(m)} {what} (its other splits: {others}); pass "
+                             "one of those, or --val-split none to train without validation (no best-weights "
+                             "selection, no early stopping)")

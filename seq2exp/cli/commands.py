@@ -2,7 +2,7 @@
 
 Console scripts (`seq2exp-train`, `crmnet-train`, ...) and the `python -m` forms (`seq2exp.train`,
 `crmnet.train`, ...) call these; a model package's own commands fix `model`. Flags are parsed and
-checked before TensorFlow is imported; the run itself is in `seq2exp.cli.run`.
+checked before TensorFlow is imported; the run itself is `seq2exp.api.runner.run_training`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 
 from data_prep.outputs import OutputRule
 from seq2exp.cli import config as run_config
-from seq2exp.cli.checks import UsageError, check_label_range, check_labeled, check_model_config
+from seq2exp.cli.checks import UsageError, check_label_range, check_labeled
 from seq2exp.cli.outputs import check_inputs_exist, exit_code, model_inputs, scratch_dir
 from seq2exp.cli.parsing import CommandParser, command_name, quiet_tensorflow
 from seq2exp.engine.registry import get_model_spec, load_all_models, model_names
@@ -31,17 +31,11 @@ def _presets(model: str | None) -> list[str]:
     return sorted({name for spec in specs for name in spec.presets})
 
 
-def effective_config(cfg: run_config.RunConfig, spec) -> None:
-    """Fill what the model's registry entry decides, so the saved config.yaml reproduces the run alone."""
-    if cfg.preset is not None and cfg.preset not in spec.presets:
-        raise ValueError(f"preset must be one of {', '.join(sorted(spec.presets))} for model {spec.name}; "
-                         f"got {cfg.preset!r}")
-    cfg.optimizer = dict(cfg.optimizer or spec.optimizer)
-    cfg.schedule = dict(cfg.schedule or spec.schedule)
-
-
 def train_main(argv: list[str] | None = None, model: str | None = None) -> int:
-    from seq2exp.cli.run import DEMO_DEFAULTS
+    """The train command: flags -> RunConfig (checked before TensorFlow starts), then `seq2exp.cli.run.run_command`
+    runs `seq2exp.api.runner.run_training`, the code path of `seq2exp.train`."""
+    from seq2exp.api.runner import DEMO_DEFAULTS
+    from seq2exp.api.training import configure
 
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = command_name(f"{model}-train" if model else "seq2exp-train")
@@ -63,13 +57,12 @@ def train_main(argv: list[str] | None = None, model: str | None = None) -> int:
         cfg = run_config.resolve(args, model)  # every value checked here, before TensorFlow starts
         quiet_tensorflow(args.verbose)
         spec = get_model_spec(cfg.model)
-        effective_config(cfg, spec)
-        check_model_config(spec, cfg.model_config)
+        configure(cfg, spec)
     except (ValueError, OSError) as err:
         return _fail(prog, str(err))
-    from seq2exp.cli.run import run_training
+    from seq2exp.cli.run import run_command
 
-    return run_training(cfg, spec, demo)
+    return run_command(cfg, spec, demo, argv, prog)
 
 
 def _load_model(path: str, model_name: str | None):

@@ -56,11 +56,26 @@ class RunConfig(TrainSettings):
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, ran_with: dict | None = None) -> None:
+        """`ran_with`: where the run really trained (backend, the strategy that ran, replicas, devices), a record
+        beside the settings (`--strategy mirrored` runs as keras.distribution DataParallel under JAX)."""
         tmp = f"{os.fspath(path)}.tmp"
         with open(tmp, "w") as fh:  # whole or not at all: a resumed run reads it back
-            yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
+            yaml.safe_dump({**self.to_dict(), **({RAN_WITH: ran_with} if ran_with else {})}, fh, sort_keys=False)
         os.replace(tmp, path)
+
+
+#: config.yaml's record of where the run trained; not a setting (read back, it is dropped)
+RAN_WITH = "ran_with"
+
+
+def effective_config(cfg: RunConfig, spec) -> None:
+    """Fill what the model's registry entry decides, so the saved config.yaml reproduces the run alone."""
+    if cfg.preset is not None and cfg.preset not in spec.presets:
+        raise ValueError(f"preset must be one of {', '.join(sorted(spec.presets))} for model {spec.name}; "
+                         f"got {cfg.preset!r}")
+    cfg.optimizer = dict(cfg.optimizer or spec.optimizer)
+    cfg.schedule = dict(cfg.schedule or spec.schedule)
 
 
 def load_file(path: str) -> dict:
@@ -80,6 +95,7 @@ def load_file(path: str) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a run config must be a mapping of field: value")
+    data.pop(RAN_WITH, None)  # what an earlier run recorded, not a setting
     unknown = set(data) - {f.name for f in dataclasses.fields(RunConfig)}
     if unknown:
         raise ValueError(f"{path}: unknown config field(s) {sorted(unknown)}")

@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -85,6 +84,8 @@ class RunFolder:
     def __init__(self, run_dir: str):
         self.run_dir = run_dir
         self._fh = None
+        self._existed = os.path.isdir(run_dir) if _local(run_dir) else True
+        self._before: set[str] | None = None
 
     def lock(self) -> None:
         """Advisory lock: a second training into the same folder is refused while the first one runs."""
@@ -107,9 +108,11 @@ class RunFolder:
         if earlier is None:
             if cfg.resume:
                 print(f"resume: nothing to resume in {self.run_dir}; starting a fresh run")
+            self._before = _entries(self.run_dir)
             return False
         if cfg.resume:
             self.check_resume(cfg)
+            self._before = _entries(self.run_dir)
             return True
         if not overwrite:
             raise RunFolderError(f"{self.run_dir}: holds an earlier run ({earlier}); pass --resume to continue it, "
@@ -119,7 +122,29 @@ class RunFolder:
             path = os.path.join(self.run_dir, entry)
             shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
         print(f"overwrite: removed the earlier run in {self.run_dir} ({earlier}): {', '.join(removed)}")
+        self._before = _entries(self.run_dir)
         return False
+
+    def remove_new(self) -> list[str]:
+        """After a refusal before training started: remove what this command added to the folder (the whole
+        folder if it made it), so a refused command leaves only what was there before. Call after release()."""
+        if not _local(self.run_dir) or self._before is None or not os.path.isdir(self.run_dir):
+            return []
+        if not self._existed:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            return [self.run_dir]
+        new = sorted(_entries(self.run_dir) - self._before)
+        removed = []
+        for rel in new:
+            if os.path.dirname(rel) in new:
+                continue  # inside a new folder, removed with it
+            path = os.path.join(self.run_dir, rel)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+            removed.append(rel)
+        return removed
 
     def check_resume(self, cfg) -> None:
         """Refuse, before anything is written, a resume that would continue the run as another run."""
@@ -142,13 +167,27 @@ class RunFolder:
                                  "(--overwrite, or another --run-dir)")
 
 
+def _entries(run_dir: str) -> set[str]:
+    """The folder's entries and those of its sub-folders (data/, inputs/, checkpoints/, ...), relative."""
+    if not os.path.isdir(run_dir):
+        return set()
+    out = set()
+    for name in os.listdir(run_dir):
+        out.add(name)
+        sub = os.path.join(run_dir, name)
+        if os.path.isdir(sub) and not os.path.islink(sub):
+            out.update(os.path.join(name, e) for e in os.listdir(sub))
+    return out
+
+
 def _show(value) -> str:
     return json.dumps(value, default=list) if isinstance(value, (dict, list, tuple)) else repr(value)
 
 
 def manifest_sha256(m) -> str:
-    with open(m.path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+    from data_prep.manifest import sha256_file
+
+    return sha256_file(m.path)
 
 
 class DataPins:
@@ -175,15 +214,47 @@ class DataPins:
         path = os.path.join(run_dir, PINS)
         mine = sorted(self.pins.values())
         if resuming and os.path.isfile(path):
-            with open(path) as fh:
-                saved = json.load(fh)
+            saved = _saved_pins(path)
             if sorted(saved.get("manifest_sha256", [])) != mine:
-                raise RunFolderError(f"--resume: the training data differ from those the run in {run_dir} started "
-                                     f"with ({PINS}: {', '.join(saved.get('folders', []))}); resume with the same "
-                                     "data, or start another run (--overwrite, or another --run-dir)")
+                raise _data_differ(run_dir, saved)
             return
         if chief:
             tmp = path + ".tmp"
             with open(tmp, "w") as fh:
                 json.dump({"folders": sorted(m.folder for m in self.manifests), "manifest_sha256": mine}, fh, indent=1)
             os.replace(tmp, path)
+
+    @staticmethod
+    def compare_planned(run_dir: str, folders: list[str]) -> None:
+        """On --resume, before anything is built: the dataset folders this command would train on (given, or the
+        content-keyed folders its raw files build into) against the run's pins. A raw file edited since makes a
+        folder the run never had: refused without building it. A folder not built yet is compared after building."""
+        from data_prep.manifest import MANIFEST, sha256_file
+        from seq2exp.engine.data import is_dataset
+
+        path = os.path.join(run_dir, PINS)
+        if not os.path.isfile(path):
+            return
+        saved = _saved_pins(path)
+        known = {os.path.normpath(f) for f in saved.get("folders", [])}
+        shas = []
+        for folder in folders:
+            if is_dataset(folder):
+                shas.append(sha256_file(os.path.join(folder, MANIFEST)))
+            elif os.path.normpath(folder) in known:
+                return  # the run's own data, removed since: built again, then compared
+            else:
+                raise _data_differ(run_dir, saved)
+        if sorted(shas) != sorted(saved.get("manifest_sha256", [])):
+            raise _data_differ(run_dir, saved)
+
+
+def _saved_pins(path: str) -> dict:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def _data_differ(run_dir: str, saved: dict) -> RunFolderError:
+    return RunFolderError(f"--resume: the training data differ from those the run in {run_dir} started with ({PINS}: "
+                          f"{', '.join(saved.get('folders', []))}); resume with the same data, or start another run "
+                          "(--overwrite, or another --run-dir)")

@@ -44,6 +44,12 @@ def content_key(files: list[str], layout: str, split: str, extra: list[str] | No
     return h.hexdigest()[:12]
 
 
+def build_target(files: list[str], layout: str, work: str, split: str = "hash", extra: list[str] | None = None) -> str:
+    """The folder under `work` that `prepare` builds these raw files into (known before building: a resume
+    compares it with the run's pinned data first)."""
+    return os.path.join(work, f"{_name(files)}-{content_key(files, layout, split, extra)}.{layout}")
+
+
 _BUILT = re.compile(r"^(?P<stem>.+)-[0-9a-f]{12}\.(?P<layout>[A-Za-z0-9_]+)$")
 
 
@@ -85,7 +91,7 @@ def prepare(items: list[str], layout: str, work: str, split: str = "hash", group
         missing = [f for f in files if not os.path.isfile(f)]
         if missing:
             raise BuildError(f"{missing[0]}: not found (neither a file nor a dataset folder)")
-        target = os.path.join(work, f"{_name(files)}-{content_key(files, layout, split, extra)}.{layout}")
+        target = build_target(files, layout, work, split, extra)
         if not is_dataset(target):
             args = build_parser().parse_args([*files, "--out", target, "--layout", layout, "--split", split,
                                               "--quiet", *(extra or [])])

@@ -42,7 +42,7 @@ def main(job: dict) -> None:
         with strategy.scope():
             spec.initialize(trainer.model, stats)
         before = trainer.evaluate(val_fn)
-        summary = trainer.fit(train_fn, val_fn)
+        summary = trainer.fit(train_fn, val_fn, label_stats=stats)  # the same init again, not an estimate
         scale = trainer.model.get_layer("label_scale")
         results[run["name"]] = {"before": before, "history": trainer.history, "replicas": summary["replicas"],
                                 "global_batch_size": summary["global_batch_size"],

@@ -25,6 +25,7 @@ Faults (job["fault"], test-only):
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -100,8 +101,9 @@ def run(job: dict) -> dict:
 
     n_train = load_manifest(job["data"]).records("train")
     try:
-        trainer = Trainer(get_model_spec(job.get("model_name", "crmnet")), job["model"], job["run_dir"], placement,
-                          settings=settings, train_examples=n_train)
+        # engine numerics from the model's plain initial weights, the ones `init_out` records (as the TF worker)
+        spec = dataclasses.replace(get_model_spec(job.get("model_name", "crmnet")), initialize=None)
+        trainer = Trainer(spec, job["model"], job["run_dir"], placement, settings=settings, train_examples=n_train)
     except Exception as err:  # noqa: BLE001 - recorded for the test when expected
         if not job.get("expect_error"):
             raise

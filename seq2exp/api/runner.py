@@ -237,6 +237,11 @@ def run_training(cfg: RunConfig, spec: ModelSpec, demo: bool = False, frames: di
             barrier(strategy)
         if not info["chief"]:
             train_sets, tests, media = inputs()
+        if info["chief"]:  # what made this run: code, versions, devices, command line, the data's hashes
+            from seq2exp.engine.provenance import provenance
+
+            record = provenance(datasets=[m.folder for m in train_sets + tests + media])
+            write_text(os.path.join(cfg.run_dir, "provenance.json"), json.dumps(record, indent=1, default=str))
         check_labeled(train_sets + media, "trained on", "build it from a file with an expression column")
         check_labeled(tests, "a --test set", "score unlabeled sequences with predict instead")
         check_label_range(train_sets + media, cfg.train_split)

@@ -74,8 +74,12 @@ def effective_config(cfg: RunConfig, spec) -> None:
     if cfg.preset is not None and cfg.preset not in spec.presets:
         raise ValueError(f"preset must be one of {', '.join(sorted(spec.presets))} for model {spec.name}; "
                          f"got {cfg.preset!r}")
-    cfg.optimizer = dict(cfg.optimizer or spec.optimizer)
-    cfg.schedule = dict(cfg.schedule or spec.schedule)
+    from seq2exp.engine.optim import effective_optimizer, effective_schedule
+
+    # every optimizer and schedule value written out (Keras' defaults included): a rerun from config.yaml, or a
+    # diff of two runs' configs, sees every value the run used
+    cfg.optimizer = effective_optimizer(cfg.optimizer or spec.optimizer)
+    cfg.schedule = effective_schedule(cfg.schedule or spec.schedule)
 
 
 def load_file(path: str) -> dict:

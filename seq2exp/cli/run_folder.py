@@ -159,6 +159,11 @@ class RunFolder:
         except ValueError as err:
             raise RunFolderError(f"--resume: {err}") from None
         new = cfg.to_dict()
+        if saved.get("optimizer") or saved.get("schedule"):  # a run saved before configs were written out in full
+            from seq2exp.engine.optim import effective_optimizer, effective_schedule
+
+            saved = {**saved, "optimizer": effective_optimizer(saved.get("optimizer")),
+                     "schedule": effective_schedule(saved.get("schedule"))}
         diffs = [f"{k} {_show(saved.get(k))} -> {_show(new.get(k))}" for k in RESUME_KEYS
                  if k in saved and _canon(saved.get(k)) != _canon(new.get(k))]
         if diffs:

@@ -58,12 +58,9 @@ def load_average() -> list[float] | None:
 
 
 def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from seq2exp._version import __version__
 
-    try:
-        return version("seq2exp")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
+    return __version__
 
 
 def git_state(root: str = _ROOT) -> dict | None:

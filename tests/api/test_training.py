@@ -4,6 +4,7 @@ DataFrame trains as the file it came from, refusals are one-line `Seq2ExpError`s
 data-aware initialisation runs for every fresh training, a hand-driven `Trainer` included."""
 import dataclasses
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -55,6 +56,25 @@ def test_train_is_the_command_s_code_path(runs):
     saved = yaml.safe_load((command / "config.yaml").read_text())
     assert {**api.config, "run_dir": None} == {**saved, "run_dir": None}
     assert [r["loss"] for r in json.loads((command / "history.json").read_text())] == list(api.history["loss"])
+
+
+def test_the_run_folder_says_what_made_it(runs):
+    """config.yaml holds every optimizer and schedule value the run used; provenance.json the code, versions,
+    command line and the hashes of the data it trained on."""
+    from seq2exp import __version__
+    from seq2exp.engine.provenance import file_sha256
+
+    command = runs["command"]
+    saved = yaml.safe_load((command / "config.yaml").read_text())
+    assert saved["optimizer"] == {"name": "adam", "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False,
+                                  "clipnorm": None, "clipvalue": None, "global_clipnorm": None}
+    assert {"base_lr", "peak_lr", "final_lr", "warmup_epochs", "scale_with_replicas"} <= set(saved["schedule"])
+    record = json.loads((command / "provenance.json").read_text())
+    assert record["seq2exp"] == __version__ and record["keras_backend"] == "tensorflow" and record["tensorflow"]
+    assert record["git"] is None or len(record["git"]["commit"]) == 40
+    [dataset] = record["datasets"]
+    assert dataset["manifest_sha256"] == file_sha256(str(pathlib.Path(dataset["path"]) / "manifest.json"))
+    assert pathlib.Path(dataset["path"]).parent == command / "data"
 
 
 def test_a_dataframe_trains_as_the_file_it_came_from(runs):

@@ -70,17 +70,19 @@ def check_prediction_inputs(paths: list[str], seq_col: str | None = None, header
 
 
 def predict_files(model: keras.Model, spec: ModelSpec, paths: list[str], out: TextIO, batch_size: int = 1024,
-                  seq_col: str | None = None, header: str = "auto", stats: dict | None = None) -> int:
+                  seq_col: str | None = None, header: str = "auto", stats: dict | None = None,
+                  shortest: int | None = None) -> int:
     """Stream predictions as TSV: file, line, id (FASTA header name, or a table's sequence), prediction, note.
 
     Input lines that are not valid sequences are reported in the output with an empty prediction
     and the reason, so every input line has an output row. A sequence longer than the layout is
-    predicted from the part the layout keeps, with a note saying so; `stats` gets the count.
+    predicted from the part the layout keeps, with a note saying so; `stats` gets the count. With `shortest`
+    (the shortest training sequence, when the model's run folder says), a shorter one gets a note too.
     """
     layout = get_layout(spec.layout)
     cut = "the 5' end is cut" if layout.flank_5 else "the 3' end is cut"
     stats = {} if stats is None else stats
-    stats.update(truncated=0, length=layout.length, cut=cut)
+    stats.update(truncated=0, short=0, length=layout.length, cut=cut, shortest=shortest)
     out.write("file\tline\tid\tprediction\tnote\n")
     n, shown = 0, time.time()
     warm = None  # (time, count) once the first chunk is done: the rate leaves out the model's compilation
@@ -104,8 +106,10 @@ def predict_files(model: keras.Model, spec: ModelSpec, paths: list[str], out: Te
                 codes = parsed.codes[i:i + batch_size]
                 batch = {"seq": codes, "is_singleton": np.zeros(len(codes), np.uint8)}
                 preds[i:i + batch_size] = predict_batch(model, spec, batch)
-            notes = [truncation_note(k, layout) if t else ""
-                     for k, t in zip(parsed.length.tolist(), parsed.truncated.tolist())]
+            notes = [truncation_note(k, layout) if t else shortness_note(k, shortest, layout)
+                     if shortest and k < shortest else "" for k, t in zip(parsed.length.tolist(),
+                                                                        parsed.truncated.tolist())]
+            stats["short"] += sum(1 for k in parsed.length.tolist() if shortest and k < shortest)
             stats["truncated"] += int(parsed.truncated.sum())
             rows = [(ln, f"{name}\t{p:.6g}\t{note}")
                     for ln, name, p, note in zip(parsed.line.tolist(), names, preds, notes)]
@@ -129,6 +133,14 @@ def truncation_note(length: int, layout) -> str:
     """What predict says of a sequence longer than the layout keeps (it predicts the part it keeps)."""
     cut = "the 5' end is cut" if layout.flank_5 else "the 3' end is cut"
     return f"truncated: {length} nt, longer than the {layout.length}-nt {layout.name} layout ({cut})"
+
+
+def shortness_note(length: int, shortest_trained: int, layout) -> str:
+    """What predict says of a sequence shorter than every training sequence: it is padded (N or plasmid) to the
+    layout's length, an input the model never saw, so its prediction is flagged, not silently given."""
+    pad = "plasmid-padded" if layout.flank_5 else "N-padded"
+    return (f"short: {length} nt, shorter than the shortest training sequence ({shortest_trained} nt); "
+            f"{pad} to {layout.length} nt, predicted from an input unlike the training data")
 
 
 def rejection_note(rejection) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from typing import TYPE_CHECKING
 
@@ -94,6 +95,29 @@ def identify(model: keras.Model, file: str, model_name: str | None = None) -> Mo
                      f"name it: load_run(path, model=NAME) or --model NAME, one of {', '.join(names)}")
 
 
+def shortest_training_sequence(model_file: str) -> int | None:
+    """The shortest sequence the model trained on, from the manifests of its run folder's training datasets
+    (`datasets.json`, beside model.keras); None for a .keras file without its run folder."""
+    run_dir = os.path.dirname(os.path.abspath(model_file))
+    try:
+        with open(os.path.join(run_dir, "datasets.json")) as fh:
+            folders = json.load(fh).get("folders", [])
+    except (OSError, ValueError):
+        return None
+    lengths = []
+    for folder in folders:
+        for candidate in (folder, os.path.join(run_dir, "data", os.path.basename(folder)),
+                          os.path.join(os.path.dirname(run_dir), "data", os.path.basename(folder))):
+            try:  # the recorded path, or the same dataset in a run folder that was moved
+                with open(os.path.join(candidate, "manifest.json")) as fh:
+                    splits = json.load(fh).get("splits", {})
+            except (OSError, ValueError):
+                continue
+            lengths += [s["length"]["min"] for s in splits.values() if isinstance(s.get("length"), dict)]
+            break
+    return min(lengths) if lengths else None
+
+
 def load_keras_model(path, model_name: str | None = None) -> tuple[keras.Model, ModelSpec]:
     """(model, spec) from a run folder or .keras file; the loader of the evaluate and predict commands too."""
     model, spec, _ = _load(path, model_name)
@@ -118,7 +142,8 @@ def load_run(path, model: str | None = None) -> Predictor:
 
     `model` names the model only where nothing else tells (a renamed model of a package holding several).
     """
-    return Predictor(*_load(path, model))
+    model, spec, file = _load(path, model)
+    return Predictor(model, spec, file, shortest_training_sequence(file))
 
 
 def _short(seq, n: int = 30) -> str:
@@ -140,8 +165,10 @@ class Predictor:
     `model` is the keras.Model, `spec` its `ModelSpec` and `name` the model's registered name.
     """
 
-    def __init__(self, model: keras.Model, spec: ModelSpec, path: str | None = None):
+    def __init__(self, model: keras.Model, spec: ModelSpec, path: str | None = None, shortest: int | None = None):
         self.model, self.spec, self.path = model, spec, path
+        #: the shortest training sequence (from the run folder): a shorter input is reported, not padded silently
+        self.shortest = shortest
 
     @property
     def name(self) -> str:
@@ -158,12 +185,16 @@ class Predictor:
 
     def _parsed(self, seqs: list, label=lambda i: f"sequence {i}"):
         """seqs parsed in the model's layout; the first one predict would not score as given is an InputError."""
-        from seq2exp.analysis.evaluation import parse_sequences, rejection_note, truncation_note
+        from seq2exp.analysis.evaluation import parse_sequences, rejection_note, shortness_note, truncation_note
 
         parsed = parse_sequences(seqs, self._layout)
         problems = [(r.line, rejection_note(r)) for r in parsed.rejections]
         problems += [(int(i), truncation_note(int(k), self._layout))
                      for i, k in zip(parsed.line[parsed.truncated], parsed.length[parsed.truncated])]
+        if self.shortest:
+            short = parsed.length < self.shortest
+            problems += [(int(i), shortness_note(int(k), self.shortest, self._layout))
+                         for i, k in zip(parsed.line[short], parsed.length[short])]
         if problems:
             line, note = min(problems)
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -204,7 +235,7 @@ class Predictor:
             raise InputError(f"{path}: file not found{hint}", "missing_input")
         check_prediction_inputs([path], seq_col, header)
         out = io.StringIO()
-        predict_files(self.model, self.spec, [path], out, batch_size, seq_col, header)
+        predict_files(self.model, self.spec, [path], out, batch_size, seq_col, header, shortest=self.shortest)
         out.seek(0)
         frame = pd.read_csv(out, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False,
                             na_values={"prediction": [""]}, dtype={"file": str, "id": str, "note": str})
@@ -226,7 +257,13 @@ class Predictor:
         return frame.columns[found.sequence.index]
 
     def _predict_frame(self, frame: pd.DataFrame, batch_size: int, seq_col) -> pd.DataFrame:
-        from seq2exp.analysis.evaluation import parse_sequences, predict_codes, rejection_note, truncation_note
+        from seq2exp.analysis.evaluation import (
+            parse_sequences,
+            predict_codes,
+            rejection_note,
+            shortness_note,
+            truncation_note,
+        )
 
         seqs = frame[self._sequence_column(frame, seq_col)].tolist()
         parsed = parse_sequences(seqs, self._layout)
@@ -236,6 +273,10 @@ class Predictor:
             preds[parsed.line] = predict_codes(self.model, self.spec, parsed.codes, batch_size)
         for i, k in zip(parsed.line[parsed.truncated], parsed.length[parsed.truncated]):
             notes[i] = truncation_note(int(k), self._layout)
+        if self.shortest:
+            for i, k in zip(parsed.line, parsed.length):
+                if k < self.shortest:
+                    notes[i] = shortness_note(int(k), self.shortest, self._layout)
         for r in parsed.rejections:
             notes[r.line] = rejection_note(r)
         ids = ["" if s is None or (isinstance(s, float) and s != s) else str(s) for s in seqs]

@@ -204,13 +204,21 @@ def _predict(args) -> int:
     rule = OutputRule([*args.inputs, *model_inputs(args.model_path)], args.overwrite)
     rule.check_file(args.predictions, "--predictions")
     check_prediction_inputs(args.inputs, args.seq_col, args.header)  # every file readable before the output is made
-    keras_model, spec = _load_model(args.model_path, args.model)
+    from seq2exp.api.predictor import load_run
+
+    predictor = load_run(args.model_path, args.model)
     stats: dict = {}
     with rule.open(args.predictions, flag="--predictions") as out:  # written beside its name, renamed when complete
-        n = predict_files(keras_model, spec, args.inputs, out, args.batch_size, args.seq_col, args.header, stats)
-    cut = stats.get("truncated", 0)
-    note = (f"; {cut:,} longer than the {stats['length']}-nt {spec.layout} layout were cut ({stats['cut']}; "
-            "see the note column)") if cut else ""
+        n = predict_files(predictor.model, predictor.spec, args.inputs, out, args.batch_size, args.seq_col,
+                          args.header, stats, shortest=predictor.shortest)
+    cut, short = stats.get("truncated", 0), stats.get("short", 0)
+    note = (f"; {cut:,} longer than the {stats['length']}-nt {predictor.spec.layout} layout were cut "
+            f"({stats['cut']}; see the note column)") if cut else ""
+    if short:
+        note += (f"; {short:,} shorter than the shortest training sequence ({predictor.shortest} nt) were padded "
+                 "(see the note column)")
+    elif predictor.shortest is None:
+        note += "; no training data beside the model, so input lengths were not compared with it"
     print(f"predicted {n:,} sequences{note}", file=sys.stderr)
     return 0
 

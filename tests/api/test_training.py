@@ -163,3 +163,28 @@ def test_a_hand_driven_trainer_gets_the_data_aware_init(table, tmp_path):
                       train_examples=ds.records("train"))
     resumed.fit(train_fn, resume=True)
     assert len(seen) == 1  # a resumed run keeps its trained weights
+
+
+def test_sequences_shorter_than_the_training_data_are_reported(runs, table, tmp_path, capsys):
+    """A 40 nt sequence is padded to the layout and predicted, but never silently: the list API refuses it, a
+    frame or file row says so in its note, and the predict command counts it."""
+    import pandas as pd
+
+    from seq2exp.cli.commands import predict_main
+
+    trained = pathlib.Path(table).read_text().splitlines()[0].split("\t")[0]
+    predictor = runs["api"].predictor
+    assert predictor.shortest == len(trained)
+    short = trained[:40]
+    with pytest.raises(Seq2ExpError, match=r"sequence 1 .*short: 40 nt, shorter than the shortest training sequence"):
+        predictor.predict([trained, short])
+    frame = predictor.predict(pd.DataFrame({"seq": [trained, short]}))
+    assert frame["note"].tolist()[0] == "" and frame["note"].tolist()[1].startswith("short: 40 nt")
+    assert np.isfinite(frame["prediction"]).all()
+    tsv = tmp_path / "in.tsv"
+    tsv.write_text(f"{trained}\n{short}\n")
+    out = tmp_path / "out.tsv"
+    assert predict_main([str(runs["command"]), str(tsv), "--predictions", str(out)]) == 0
+    rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+    assert rows[0][4] == "" and rows[1][4].startswith("short: 40 nt") and rows[1][3] != ""
+    assert "1 shorter than the shortest training sequence (110 nt)" in capsys.readouterr().err

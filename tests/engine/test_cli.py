@@ -201,6 +201,7 @@ def test_wrong_value_fails_in_one_line_before_tensorflow_or_data(tmp_path):
 def test_saved_config_is_complete_and_reproduces_the_run(tmp_path):
     import yaml
 
+    from seq2exp.engine.optim import effective_optimizer, effective_schedule
     from seq2exp.engine.registry import get_model_spec
 
     write_tsv(simulate(600, seed=5), tmp_path / "train.tsv")
@@ -209,7 +210,10 @@ def test_saved_config_is_complete_and_reproduces_the_run(tmp_path):
                        "32", "--strategy", "default", "--run-dir", str(first)], model="crmnet") == 0
     saved = yaml.safe_load((first / "config.yaml").read_text())
     spec = get_model_spec("crmnet")
-    assert saved["optimizer"] == spec.optimizer and saved["schedule"] == spec.schedule  # not {}
+    # the registry's values, with every default the run used written out (not {}, not {name: adam})
+    assert saved["optimizer"] == effective_optimizer(spec.optimizer) and {"beta_1", "epsilon"} <= set(
+        saved["optimizer"])
+    assert saved["schedule"] == effective_schedule(spec.schedule) and spec.schedule.items() <= saved["schedule"].items()
     assert train_main(["--config", str(first / "config.yaml"), "--run-dir", str(second)]) == 0
     again = yaml.safe_load((second / "config.yaml").read_text())
     assert {**again, "run_dir": None} == {**saved, "run_dir": None}

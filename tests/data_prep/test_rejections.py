@@ -1,4 +1,4 @@
-"""Every rejection reason the README lists, each checked for its reason code AND input line.
+"""Every rejection reason the data guide (docs/guide/data.md) lists, each checked for its reason code AND input line.
 
 Each bad line sits between good ones, so a test also shows that one bad line never costs the others
 (the build goes on, `records_in = written + rejected`) and that `--strict` names `file:line: reason`.
@@ -48,10 +48,10 @@ def build_and_check(tmp_path, name: str, text: str | bytes, expected: dict[int, 
     return rows
 
 
-def test_the_readme_lists_exactly_the_parser_reasons():
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    listed = re.search(r"with file, line, reason \((.*?)\) and the offending text", readme, re.DOTALL)
-    assert listed, "README no longer lists the rejection reasons where this test looks"
+def test_the_data_guide_lists_exactly_the_parser_reasons():
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "guide" / "data.md").read_text()
+    listed = re.search(r"listed in `rejected.tsv` with its reason: (.*?)\. The manifest", guide, re.DOTALL)
+    assert listed, "docs/guide/data.md no longer lists the rejection reasons where this test looks"
     assert sorted(re.findall(r"`(\w+)`", listed.group(1))) == sorted(README_REASONS) == sorted(REASONS)
 
 

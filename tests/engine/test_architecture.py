@@ -1,4 +1,4 @@
-"""The layering the README's Architecture section promises, checked on the source (every import, lazy ones too).
+"""The layering docs/development/architecture.md promises, checked on the source (every import, lazy ones too).
 
 data_prep < seq2exp.layers < seq2exp.engine < model packages, seq2exp.analysis < seq2exp.api, seq2exp.cli; the
 engine finds models through `seq2exp.models` entry points, never by importing them.

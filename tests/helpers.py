@@ -186,3 +186,30 @@ def tensorboard_scalars(folder) -> dict[str, list[tuple[int, float]]]:
     acc = EventAccumulator(str(folder))
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+#: a tiny, quick training on one device (the misuse tests' runs)
+TINY_TRAIN_ARGS = ["--preset", "tiny", "--batch-size", "32", "--strategy", "default", "--seed", "1"]
+
+
+def untrained_run_folder(run: Path, config: str = "model: crmnet\n", history: bool = False) -> Path:
+    """An untrained tiny CRMnet saved as a run folder holds it (model.keras, config.yaml; history.json when
+    `history`: then the folder counts as a run that trained), for the commands that read a trained model."""
+    from seq2exp.engine.checkpointing import save_keras
+    from seq2exp.engine.registry import get_model_spec
+
+    spec = get_model_spec("crmnet")
+    save_keras(spec.build(spec.presets["tiny"]()), str(run / "model.keras"))
+    (run / "config.yaml").write_text(config)
+    if history:
+        (run / "history.json").write_text("[]\n")
+    return run
+
+
+def two_tables(folder: Path, second: str) -> Path:
+    """train.tsv and `second` (300 simulated sequences each, seeds 1 and 2) in `folder`."""
+    from data_prep.simulate import simulate, write_tsv
+
+    write_tsv(simulate(300, seed=1), folder / "train.tsv")
+    write_tsv(simulate(300, seed=2), folder / second)
+    return folder

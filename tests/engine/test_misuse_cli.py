@@ -14,6 +14,7 @@ import pytest
 from data_prep.simulate import simulate, write_tsv
 from seq2exp.cli.commands import evaluate_main, predict_main, train_main
 from seq2exp.engine.data import prepare
+from tests.helpers import untrained_run_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,14 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """An untrained tiny CRMnet saved as a run folder would hold it (predict/evaluate only need the file)."""
-    from seq2exp.engine.checkpointing import save_keras
-    from seq2exp.engine.registry import get_model_spec
-
-    spec = get_model_spec("crmnet")
-    run = tmp_path_factory.mktemp("run")
-    save_keras(spec.build(spec.presets["tiny"]()), str(run / "model.keras"))
-    (run / "config.yaml").write_text("model: crmnet\n")
-    return run
+    return untrained_run_folder(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")

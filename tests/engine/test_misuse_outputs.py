@@ -12,20 +12,13 @@ import pytest
 from data_prep.outputs import OutputError, OutputRule, advisory_lock, release_lock, run_owner
 from data_prep.simulate import simulate, write_tsv
 from seq2exp.cli.commands import evaluate_main, predict_main
+from tests.helpers import untrained_run_folder
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """An untrained tiny CRMnet in a run folder as a training leaves it (model.keras, config.yaml, history)."""
-    from seq2exp.engine.checkpointing import save_keras
-    from seq2exp.engine.registry import get_model_spec
-
-    spec = get_model_spec("crmnet")
-    run = tmp_path_factory.mktemp("run")
-    save_keras(spec.build(spec.presets["tiny"]()), str(run / "model.keras"))
-    (run / "config.yaml").write_text("model: crmnet\npreset: tiny\n")
-    (run / "history.json").write_text("[]\n")
-    return run
+    return untrained_run_folder(tmp_path_factory.mktemp("run"), "model: crmnet\npreset: tiny\n", history=True)
 
 
 @pytest.fixture(scope="module")

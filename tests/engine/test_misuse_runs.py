@@ -8,19 +8,16 @@ import shutil
 
 import pytest
 
-from data_prep.simulate import simulate, write_tsv
 from seq2exp.cli.commands import train_main
 from tests.data_prep.util import run_build
+from tests.helpers import TINY_TRAIN_ARGS, two_tables
 
-ARGS = ["--preset", "tiny", "--batch-size", "32", "--strategy", "default", "--seed", "1"]
+ARGS = TINY_TRAIN_ARGS
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    write_tsv(simulate(300, seed=1), d / "train.tsv")
-    write_tsv(simulate(300, seed=2), d / "other.tsv")
-    return d
+    return two_tables(tmp_path_factory.mktemp("data"), "other.tsv")
 
 
 @pytest.fixture(scope="module")

@@ -14,19 +14,16 @@ import numpy as np
 import pytest
 import yaml
 
-from data_prep.simulate import simulate, write_tsv
 from seq2exp.cli.commands import train_main
+from tests.helpers import TINY_TRAIN_ARGS, two_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ARGS = ["--preset", "tiny", "--batch-size", "32", "--strategy", "default", "--seed", "1"]
+ARGS = TINY_TRAIN_ARGS
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("train_misuse")
-    write_tsv(simulate(300, seed=1), d / "train.tsv")
-    write_tsv(simulate(300, seed=2), d / "edited.tsv")
-    return d
+    return two_tables(tmp_path_factory.mktemp("train_misuse"), "edited.tsv")
 
 
 def _snapshot(run) -> dict:

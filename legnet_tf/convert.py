@@ -286,6 +286,11 @@ def load_pth(path) -> dict:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ... for such files
         # not torch's own text: it suggests weights_only=False, which would run whatever code the file holds
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found:  # a pickled object that is not a tensor: refused, never run
+            raise CheckpointFileError(f"{path}: refused: it holds a pickled {found.group(1)} object, which no "
+                                      "state_dict of tensors holds (it would run when unpickled); give the reference "
+                                      "LegNet .pth/.pt/.ckpt checkpoint or an .npz of its arrays") from None
         text = (str(err).strip().splitlines() or [""])[0][:120]
         why = type(err).__name__ + ("" if "weights_only" in str(err) or len(text) < 8 else f": {text}")
         raise CheckpointFileError(f"{path}: not a PyTorch state_dict file ({why}); give the "

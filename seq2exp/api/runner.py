@@ -212,7 +212,7 @@ def run_training(cfg: RunConfig, spec: ModelSpec, demo: bool = False, frames: di
     data_dir = os.path.join(cfg.run_dir, "data")
 
     def inputs():  # only the chief writes into the run folder; the other workers then read what it built
-        if demo:
+        if demo and not info["chief"]:  # the chief made the demo's files (and set cfg.data) before this
             demo_data(cfg)
         return (prepare(cfg.data, spec.layout, data_dir),
                 prepare(cfg.test, spec.layout, data_dir, split="none", group=False),
